@@ -1,0 +1,207 @@
+"""The `tinylm` command: one subcommand per stage, flags generated from the config dataclasses.
+
+    tinylm info                      presets, parameter counts, FLOPs; corpora and the data directory
+    tinylm tokenizer  [--field v]    train a byte-level BPE tokenizer          (TokenizerConfig)
+    tinylm prepare    [--field v]    tokenize a corpus into token shards       (PrepareConfig)
+    tinylm pretrain   [--preset P] [--model.field v] [--train.field v] [--resume]   (PretrainConfig)
+    tinylm sample     [--field v]    generate text from a checkpoint           (SampleConfig)
+    tinylm bpb        [--field v]    bits per byte of a checkpoint on a text   (BpbConfig)
+    tinylm pipeline   [--field v]    the default pipeline, stage after stage    (PipelineConfig)
+
+Every field of a stage's config is a flag; `--config FILE.json` loads a saved config first and
+`--print_config` prints the resolved config without running anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinylm import config as C
+
+
+@dataclass
+class PipelineConfig:
+    run_dir: str = "runs/default"  # everything the pipeline writes goes here
+    corpus: str = "gutenberg-children"  # a named corpus or a path (see `tinylm info`)
+    vocab_size: int = 4096  # tokenizer vocabulary
+    preset: str = C.DEFAULT_MODEL  # model size preset (see `tinylm info`)
+    max_steps: int = 2000  # optimizer steps of 8192 tokens
+    max_train_bytes: int = 0  # tokenize at most this many training bytes; 0 = all
+    device: str = "auto"
+    compile: bool = False  # torch.compile the model (first steps slower, then faster)
+
+
+def _field_help(cls) -> dict[str, str]:
+    """Inline `# comments` after dataclass fields become --help text."""
+    helps: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            src = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for m in re.finditer(r"^\s+(\w+):[^=\n]+=[^#\n]*#\s*(.+)$", src, re.M):
+            helps[m.group(1)] = m.group(2).strip()
+    return helps
+
+
+def _add_config_flags(p: argparse.ArgumentParser, cls, nested: bool) -> None:
+    for name, typ, default in C.flat_fields(cls):
+        leaf_cls = cls
+        if nested:
+            section = name.split(".")[0]
+            leaf_cls = typing_hint(cls, section)
+        help_text = _field_help(leaf_cls).get(name.split(".")[-1], "")
+        metavar = {bool: "BOOL", int: "INT", float: "FLOAT"}.get(typ, "STR")
+        p.add_argument(f"--{name}", dest=f"cfg:{name}", default=None, metavar=metavar,
+                       help=f"{help_text + ' ' if help_text else ''}(default: {default})")
+
+
+def typing_hint(cls, field_name: str):
+    import typing
+
+    return typing.get_type_hints(cls)[field_name]
+
+
+def _build_config(cls, args, base=None):
+    cfg = base if base is not None else cls()
+    if getattr(args, "config", None):
+        try:
+            saved = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise SystemExit(f"error: --config {args.config}: {e}")
+        saved = saved.get("config", saved)  # accept a run's config.json too
+        cfg = C.from_dict(cls, saved)
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:") and v is not None}
+    return C.apply_overrides(cfg, overrides)
+
+
+STAGES = {
+    "tokenizer": (C.TokenizerConfig, "train a byte-level BPE tokenizer on a corpus sample"),
+    "prepare": (C.PrepareConfig, "tokenize a corpus into token shards (train-NNN.bin, val.bin)"),
+    "pretrain": (C.PretrainConfig, "pretrain a GPT on prepared shards (resumable)"),
+    "sample": (C.SampleConfig, "generate text from a checkpoint"),
+    "bpb": (C.BpbConfig, "bits per byte of a checkpoint on a text file or corpus"),
+    "pipeline": (PipelineConfig, "run the default pipeline: tokenizer -> prepare -> pretrain -> bpb -> sample"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinylm",
+        description="Train your own Llama-style GPT from scratch: tokenizer -> data -> pretraining -> "
+                    "sampling and evaluation. Each subcommand is one stage; its config fields are flags.",
+        epilog="Example: tinylm pipeline --max_steps 500     (see README.md for the full walkthrough)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("info", help="model presets (parameters, FLOPs/token), named corpora, data directory")
+    for name, (cls, help_text) in STAGES.items():
+        p = sub.add_parser(name, help=help_text, description=f"{help_text}. Config: {cls.__name__}.")
+        p.add_argument("--config", metavar="FILE.json", help="load a saved config (e.g. a run's config.json) first")
+        p.add_argument("--print_config", action="store_true", help="print the resolved config as JSON and exit")
+        if name == "pretrain":
+            p.add_argument("--preset", choices=list(C.MODEL_PRESETS), default=None,
+                           help=f"model size preset (default: {C.DEFAULT_MODEL}); --model.* flags override it")
+            p.add_argument("--resume", action="store_true",
+                           help="continue from the newest checkpoint in train.run_dir (exact: same losses)")
+        _add_config_flags(p, cls, nested=name == "pretrain")
+    return parser
+
+
+def cmd_info() -> None:
+    from tinylm.data.sources import CORPORA, DATA_ENV, data_dir
+    from tinylm.model import describe
+
+    print(f"{'preset':<7} {'layers':>6} {'d':>5} {'heads':>5} {'kv':>3} {'params':>12} {'non-emb':>12} {'MFLOP/tok':>10}")
+    for name in C.MODEL_PRESETS:
+        cfg = C.model_preset(name)
+        d = describe(cfg)
+        mark = " (default)" if name == C.DEFAULT_MODEL else ""
+        print(f"{name:<7} {cfg.n_layer:>6} {cfg.n_embd:>5} {cfg.n_head:>5} {cfg.n_kv_head:>3} "
+              f"{d['params']:>12,} {d['params_non_embedding']:>12,} {d['flops_per_token'] / 1e6:>10.2f}{mark}")
+    print(f"(vocab {C.ModelConfig.vocab_size}, context {C.ModelConfig.seq_len}; training FLOPs per token, PaLM convention)\n")
+    root = data_dir()
+    print(f"data directory: {root or f'none (set ${DATA_ENV}); named corpora use the Hugging Face Hub'}")
+    for c in CORPORA.values():
+        print(f"  {c.name:<20} {c.about}")
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if args.command == "info":
+        cmd_info()
+        return 0
+    cls = STAGES[args.command][0]
+    base = None
+    if args.command == "pretrain":
+        base = C.PretrainConfig(model=C.model_preset(args.preset or C.DEFAULT_MODEL))
+    try:
+        cfg = _build_config(cls, args, base)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.print_config:
+        print(json.dumps(C.to_dict(cfg), indent=2))
+        return 0
+    from tinylm.data.sources import DataError
+    from tinylm.train.loop import NonFiniteLossError, ResumeMismatchError
+
+    try:
+        if args.command == "tokenizer":
+            from tinylm.stages import tok_train
+            tok_train.run(cfg)
+        elif args.command == "prepare":
+            from tinylm.stages import prepare
+            prepare.run(cfg)
+        elif args.command == "pretrain":
+            from tinylm.stages import pretrain
+            pretrain.run(cfg, resume=args.resume)
+        elif args.command == "sample":
+            from tinylm.stages import sample
+            sample.run(cfg)
+        elif args.command == "bpb":
+            from tinylm.stages import bpb
+            bpb.run(cfg)
+        elif args.command == "pipeline":
+            run_pipeline(cfg)
+    except (DataError, NonFiniteLossError, ResumeMismatchError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_pipeline(p: PipelineConfig) -> None:
+    """The default pipeline. Each stage is skipped when its artifact already exists, and
+    pretraining resumes from its newest checkpoint, so running it again continues where it stopped."""
+    from tinylm.stages import bpb, prepare, pretrain, sample, tok_train
+
+    run = Path(p.run_dir)
+    tok_path, data = run / "tokenizer.json", run / "data"
+    if not tok_path.exists():
+        tok_train.run(C.TokenizerConfig(corpus=p.corpus, vocab_size=p.vocab_size, out=str(tok_path)))
+    if not (data / "prepare.json").exists():
+        prepare.run(C.PrepareConfig(corpus=p.corpus, tokenizer=str(tok_path), out=str(data),
+                                    max_train_bytes=p.max_train_bytes))
+    train = C.TrainConfig(run_dir=str(run), data=str(data), max_steps=p.max_steps, device=p.device, compile=p.compile)
+    pretrain.run(C.PretrainConfig(model=C.model_preset(p.preset), train=train), resume=True)
+    for text in ("gutenberg-children", "tinystories"):
+        try:
+            bpb.run(C.BpbConfig(checkpoint=str(run), text=text, device=p.device, out=str(run / f"bpb-{text}.json")))
+        except Exception as e:  # a missing evaluation corpus should not hide the trained model
+            print(f"bpb {text}: skipped ({e})")
+    sample.run(C.SampleConfig(checkpoint=str(run), prompt="Once upon a time", num_samples=2, device=p.device))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

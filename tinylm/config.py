@@ -1,0 +1,227 @@
+"""Typed configuration: dataclasses, named presets defined in code, and overrides.
+
+Every stage takes one dataclass. The CLI generates a `--section.field` flag for every field
+(see `tinylm/cli.py`), and the resolved config is saved next to every artifact as JSON so a run
+can be reproduced from its files alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the Llama-style decoder (see tinylm/model.py)."""
+
+    vocab_size: int = 4096  # set from the tokenizer at pretrain time
+    seq_len: int = 256  # context length in tokens
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int = 4  # < n_head means grouped-query attention (Ainslie et al. 2023)
+    n_embd: int = 128
+    ffn_hidden: int = 0  # SwiGLU hidden size; 0 = 8/3 * n_embd rounded up to `multiple_of`
+    multiple_of: int = 32
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = True
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
+        if (self.n_embd // self.n_head) % 2:
+            raise ValueError("head dimension must be even for RoPE")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def hidden_dim(self) -> int:
+        if self.ffn_hidden:
+            return self.ffn_hidden
+        h = int(8 * self.n_embd / 3)
+        return self.multiple_of * ((h + self.multiple_of - 1) // self.multiple_of)
+
+
+# Sizes are quoted with the default 4096-token vocabulary; `tinylm info` prints exact counts.
+MODEL_PRESETS: dict[str, dict] = {
+    "300k": dict(n_layer=2, n_head=4, n_kv_head=4, n_embd=64),  # 0.36M (0.10M non-embedding)
+    "1m": dict(n_layer=4, n_head=4, n_kv_head=4, n_embd=128),  # 1.33M (0.80M non-embedding)
+    "3m": dict(n_layer=6, n_head=6, n_kv_head=6, n_embd=192),  # 3.4M
+    "10m": dict(n_layer=8, n_head=5, n_kv_head=5, n_embd=320),  # 11.2M
+    "30m": dict(n_layer=8, n_head=8, n_kv_head=8, n_embd=512),  # 27.4M
+}
+DEFAULT_MODEL = "1m"
+
+
+def model_preset(name: str, **overrides) -> ModelConfig:
+    if name not in MODEL_PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose from {', '.join(MODEL_PRESETS)}")
+    return ModelConfig(**{**MODEL_PRESETS[name], **overrides})
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+
+
+@dataclass
+class TokenizerConfig:
+    corpus: str = "gutenberg-children"  # a named corpus, a file/dir/glob, or hf:owner/name
+    vocab_size: int = 4096  # chosen by measurement: see bench/results/vocab_size.json
+    sample_bytes: int = 20_000_000  # train BPE on this many bytes of the training split
+    out: str = "runs/default/tokenizer.json"
+
+
+@dataclass
+class PrepareConfig:
+    corpus: str = "gutenberg-children"
+    tokenizer: str = "runs/default/tokenizer.json"
+    out: str = "runs/default/data"
+    shard_tokens: int = 100_000_000  # max tokens per train shard
+    max_train_bytes: int = 0  # 0 = the whole training split
+    batch_docs: int = 64  # documents per tokenizer call (encode_batch is multi-threaded)
+
+
+@dataclass
+class TrainConfig:
+    """Everything about the optimisation loop, shared by every training stage."""
+
+    run_dir: str = "runs/default"
+    data: str = "runs/default/data"  # a directory written by `tinylm prepare`
+    seed: int = 1337
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    dtype: str = "bf16"  # autocast dtype: bf16 | fp16 | fp32
+    compile: bool = False
+    threads: int = 0  # CPU intra-op threads; 0 = torch's default (one per core)
+    # batch
+    batch_size: int = 32  # sequences per micro-batch
+    total_batch_tokens: int = 8192  # tokens per optimizer step; grad accumulation is derived
+    max_steps: int = 2000
+    # optimizer: AdamW (Loshchilov & Hutter 2019), no decay on norms and embeddings
+    lr: float = 3e-3
+    min_lr_frac: float = 0.1
+    schedule: str = "cosine"  # cosine | wsd (warmup-stable-decay, Hu et al. 2024)
+    warmup_steps: int = 100
+    decay_frac: float = 0.2  # wsd: fraction of steps spent in the final linear decay
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    # bookkeeping
+    log_every: int = 10
+    eval_every: int = 250
+    eval_batches: int = 20
+    sample_every: int = 500
+    sample_tokens: int = 96
+    save_every: int = 250
+    keep_last: int = 3
+    init_from: str = ""  # start from this checkpoint's weights (later stages: SFT, DPO, ...)
+
+
+@dataclass
+class PretrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class SampleConfig:
+    checkpoint: str = "runs/default"  # run dir or checkpoint dir
+    prompt: str = ""
+    max_new_tokens: int = 200
+    temperature: float = 0.8  # 0 = greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    num_samples: int = 1
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass
+class BpbConfig:
+    checkpoint: str = "runs/default"
+    text: str = "tinystories"  # a file path, or a named corpus (its validation split)
+    context_len: int = 0  # tokens of overlap between windows; 0 = half the context, 1 = lm-eval
+    batch_size: int = 16
+    max_bytes: int = 0  # 0 = all
+    device: str = "auto"
+    out: str = ""  # optional JSON output path
+
+
+# ---------------------------------------------------------------------------------------------
+# Generic helpers: dict round trip and "section.field=value" overrides
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls, d: dict):
+    """Build dataclass `cls` from a (possibly nested) dict, rejecting unknown keys."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+    kwargs = {}
+    for k, v in d.items():
+        t = hints[k]
+        kwargs[k] = from_dict(t, v) if dataclasses.is_dataclass(t) else v
+    return cls(**kwargs)
+
+
+def parse_value(text: str, typ):
+    if typ is bool:
+        low = text.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected a boolean, got {text!r}")
+    return typ(text)
+
+
+def flat_fields(cls, prefix: str = ""):
+    """Yield (dotted_name, type, default) for every leaf field of a (nested) dataclass."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        t = hints[f.name]
+        if dataclasses.is_dataclass(t):
+            yield from flat_fields(t, f"{prefix}{f.name}.")
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            yield f"{prefix}{f.name}", t, default
+
+
+def apply_overrides(cfg, overrides: dict[str, object]):
+    """Return a copy of `cfg` with dotted-name overrides applied (values may be strings)."""
+    d = to_dict(cfg)
+    types = {name: t for name, t, _ in flat_fields(type(cfg))}
+    for name, value in overrides.items():
+        if name not in types:
+            raise ValueError(f"unknown config field {name!r}")
+        if isinstance(value, str) and types[name] is not str:
+            value = parse_value(value, types[name])
+        node = d
+        *path, leaf = name.split(".")
+        for p in path:
+            node = node[p]
+        node[leaf] = value
+    return from_dict(type(cfg), d)
+
+
+def save_json(obj, path) -> None:
+    from tinylm.util import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,205 @@
+"""A Llama-style decoder-only transformer in one readable module.
+
+The choices follow Llama (Touvron et al. 2023) and are the ones every small open model now makes:
+- pre-norm RMSNorm (Zhang & Sennrich 2019): cheaper than LayerNorm, no mean, no bias;
+- rotary position embeddings, RoPE (Su et al. 2021): relative positions, nothing to learn;
+- SwiGLU feed-forward (Shazeer 2020) with hidden size 8/3 * d to match a 4d MLP's parameters;
+- optional grouped-query attention (Ainslie et al. 2023): n_kv_head < n_head shrinks the KV cache;
+- tied input/output embeddings (Press & Wolf 2017): at ~1M parameters the embedding is half the model;
+- no biases anywhere, attention through F.scaled_dot_product_attention (flash kernels on GPU).
+
+The forward pass returns logits; losses live with the training objectives (tinylm/train/objectives.py).
+A KVCache turns the same forward into incremental decoding (tinylm/sample.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tinylm.config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+
+
+def rope_cache(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables of shape (seq_len, head_dim // 2), computed in float32."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x, cos, sin):
+    """Rotate pairs (x[..., :d/2], x[..., d/2:]) — the "half" layout of HF Llama, so exported
+    weights need no permutation. x: (B, H, T, D); cos/sin: (T, D/2)."""
+    d = x.size(-1) // 2
+    x1, x2 = x[..., :d], x[..., d:]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+class KVCache:
+    """Preallocated keys/values for every layer: (n_layer, B, n_kv_head, max_len, head_dim)."""
+
+    def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device, dtype):
+        shape = (cfg.n_layer, batch_size, cfg.n_kv_head, max_len, cfg.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.pos = 0  # number of positions already stored
+        self.max_len = max_len
+
+    def update(self, layer: int, k, v):
+        """Store k/v (B, Hkv, T, D) at the current position; return all keys/values so far."""
+        t = k.size(2)
+        self.k[layer, :, :, self.pos : self.pos + t] = k
+        self.v[layer, :, :, self.pos : self.pos + t] = v
+        return self.k[layer, :, :, : self.pos + t], self.v[layer, :, :, : self.pos + t]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.head_dim
+        self.wq = nn.Linear(cfg.n_embd, cfg.n_head * cfg.head_dim, bias=False)
+        self.wk = nn.Linear(cfg.n_embd, cfg.n_kv_head * cfg.head_dim, bias=False)
+        self.wv = nn.Linear(cfg.n_embd, cfg.n_kv_head * cfg.head_dim, bias=False)
+        self.wo = nn.Linear(cfg.n_head * cfg.head_dim, cfg.n_embd, bias=False)
+
+    def forward(self, x, cos, sin, kv_cache: KVCache | None = None):
+        B, T, C = x.size()
+        q = self.wq(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = self.wk(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        v = self.wv(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+
+        if kv_cache is None or kv_cache.pos == 0:
+            mask, causal = None, True  # plain training / prefill: standard causal mask
+        elif T == 1:
+            mask, causal = None, False  # one new token attends to everything cached
+        else:  # a chunk after a non-empty cache: causal within the chunk, full to the past
+            past = kv_cache.pos
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            causal = False
+        if kv_cache is not None:
+            k, v = kv_cache.update(self.layer_idx, k, v)
+        if self.n_kv_head != self.n_head:  # GQA: share each kv head across n_head/n_kv_head queries
+            rep = self.n_head // self.n_kv_head
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.wo(y)
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: w2(silu(w1 x) * w3 x)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.w1 = nn.Linear(cfg.n_embd, cfg.hidden_dim, bias=False)
+        self.w3 = nn.Linear(cfg.n_embd, cfg.hidden_dim, bias=False)
+        self.w2 = nn.Linear(cfg.hidden_dim, cfg.n_embd, bias=False)
+
+    def forward(self, x):
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.attn = Attention(cfg, layer_idx)
+        self.ffn_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.ffn = FeedForward(cfg)
+
+    def forward(self, x, cos, sin, kv_cache=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache)
+        x = x + self.ffn(self.ffn_norm(x))
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
+        self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
+        cos, sin = rope_cache(cfg.seq_len, cfg.head_dim, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.init_weights()
+
+    def init_weights(self):
+        """GPT-2 style: N(0, 0.02) everywhere, residual output projections scaled by
+        1/sqrt(2 * n_layer) so the residual stream's variance does not grow with depth."""
+        std = 0.02
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                scale = 1 / math.sqrt(2 * self.cfg.n_layer) if name.endswith(("wo.weight", "w2.weight")) else 1
+                nn.init.normal_(p, mean=0.0, std=std * scale)
+            else:
+                nn.init.ones_(p)  # RMSNorm gains
+
+    def forward(self, idx, kv_cache: KVCache | None = None):
+        """idx: (B, T) token ids -> logits (B, T, vocab_size)."""
+        B, T = idx.size()
+        start = kv_cache.pos if kv_cache is not None else 0
+        if start + T > self.cfg.seq_len:
+            raise ValueError(f"sequence of {start + T} tokens exceeds the context length {self.cfg.seq_len}")
+        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        x = self.wte(idx)  # (B, T, C)
+        for block in self.layers:
+            x = block(x, cos, sin, kv_cache)
+        if kv_cache is not None:
+            kv_cache.pos += T
+        x = self.norm(x)
+        return self.lm_head(x)  # (B, T, V)
+
+    # ------------------------------------------------------------------ accounting
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Unique parameters (tied weights counted once). Non-embedding excludes the token
+        embedding (and the output head when it is untied), as in Kaplan et al. 2020."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.wte.weight.numel()
+            if not self.cfg.tie_embeddings:
+                n -= self.lm_head.weight.numel()
+        return n
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
+    """Training FLOPs per token (forward + backward = 3x forward), PaLM appendix B convention:
+    6 * (matmul parameters, including the output head) + 12 * n_layer * n_embd * seq_len for the
+    attention scores and weighted sum. The embedding lookup costs no FLOPs."""
+    T = seq_len or cfg.seq_len
+    d, L = cfg.n_embd, cfg.n_layer
+    kv = cfg.n_kv_head * cfg.head_dim
+    per_layer = d * d * 2 + d * kv * 2 + 3 * d * cfg.hidden_dim  # wq, wo, wk, wv, w1, w2, w3
+    matmul_params = L * per_layer + d * cfg.vocab_size
+    return 6 * matmul_params + 12 * L * d * T
+
+
+def describe(cfg: ModelConfig) -> dict:
+    """Parameter counts and FLOPs for a config (builds the model on the meta device: no memory)."""
+    with torch.device("meta"):
+        m = GPT(cfg)
+    return {
+        "params": m.num_params(),
+        "params_non_embedding": m.num_params(non_embedding=True),
+        "flops_per_token": flops_per_token(cfg),
+    }

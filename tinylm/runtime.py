@@ -1,0 +1,114 @@
+"""The runtime: which device, which precision, how many processes — decided once, passed around.
+
+Nothing is decided at import time. `Runtime.create()` reads the config (and the torchrun
+environment variables when they are set) and every stage receives the resulting object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+# Dense bf16 tensor-core peaks (FLOP/s, no sparsity) for MFU on known GPUs. Unknown GPUs and every
+# CPU use a matmul ceiling measured at start-up instead of a guess.
+GPU_PEAK_BF16 = {
+    "H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12,
+    "A10": 125e12, "RTX 4090": 165e12, "RTX 3090": 71e12,
+}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def measure_matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 1024, seconds: float = 0.5) -> float:
+    """Achieved FLOP/s of a square matmul in `dtype`: the ceiling MFU is quoted against."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0, k = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        k += 1
+    sync()
+    return 2 * n**3 * k / (time.perf_counter() - t0)
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
+    """(peak FLOP/s, where the number came from)."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, flops in GPU_PEAK_BF16.items():
+            if key in name and dtype in (torch.bfloat16, torch.float16):
+                return flops, f"datasheet bf16 dense peak of {name}"
+    n = 2048 if device.type == "cuda" else 1024
+    return measure_matmul_peak(device, dtype, n=n), f"measured {n}x{n} {str(dtype).replace('torch.', '')} matmul"
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    dtype: torch.dtype  # autocast dtype (fp32 = autocast off)
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def create(cls, device: str = "auto", dtype: str = "bf16", threads: int = 0) -> "Runtime":
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+        if threads > 0:
+            torch.set_num_threads(threads)
+        rank = int(os.environ.get("RANK", 0))
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        world = int(os.environ.get("WORLD_SIZE", 1))
+        dev = resolve_device(device)
+        if dev.type == "cuda" and world > 1:
+            dev = torch.device("cuda", local_rank)
+            torch.cuda.set_device(dev)
+        dt = DTYPES[dtype]
+        if dt == torch.float16 and dev.type == "cpu":
+            raise ValueError("fp16 autocast is for GPUs; use bf16 on CPU")
+        if dev.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        return cls(dev, dt, rank, local_rank, world)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)

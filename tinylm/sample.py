@@ -1,0 +1,76 @@
+"""Text generation with a KV cache: temperature, top-k, top-p (nucleus), seeded.
+
+The prompt is run once (prefill) to fill the cache; each new token is then one forward pass of
+length 1 that attends to everything cached, instead of recomputing the whole sequence.
+`use_cache=False` recomputes the full sequence every step: the reference the cache is tested
+against (tests/test_sample.py).
+
+Run: tinylm sample --checkpoint runs/default --prompt "Once upon a time" --temperature 0.8
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from tinylm.model import GPT, KVCache
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pick next tokens from logits (B, V) -> (B,). temperature 0 = greedy (argmax)."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k > 0 and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1, None]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        # drop a token when the tokens ranked above it already cover top_p of the mass
+        drop = probs.cumsum(-1) - probs > top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate(model: GPT, prompt: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
+             top_p: float = 1.0, seed: int | None = None, stop_ids=(), use_cache: bool = True) -> Iterator[int]:
+    """Yield new token ids one at a time (streaming). Stops after max_new_tokens, at a stop id
+    (which is yielded), or when the context length is reached."""
+    if not prompt:
+        raise ValueError("generate() needs at least one prompt token (e.g. <|endoftext|>)")
+    device = next(model.parameters()).device
+    max_len = model.cfg.seq_len
+    if len(prompt) >= max_len:
+        raise ValueError(f"prompt of {len(prompt)} tokens leaves no room in a context of {max_len}")
+    gen = None
+    if seed is not None:
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed)
+    ids = torch.tensor([prompt], dtype=torch.long, device=device)
+    cache = KVCache(model.cfg, 1, max_len, device, next(model.parameters()).dtype) if use_cache else None
+    logits = model(ids, kv_cache=cache)[:, -1]
+    stop_ids = set(stop_ids)
+    for i in range(max_new_tokens):
+        nxt = sample_next(logits, temperature, top_k, top_p, gen)
+        tok = int(nxt)
+        yield tok
+        if tok in stop_ids or ids.size(1) + 1 >= max_len:
+            return
+        ids = torch.cat([ids, nxt[:, None]], dim=1)
+        if i + 1 < max_new_tokens:
+            logits = model(nxt[:, None], kv_cache=cache)[:, -1] if use_cache else model(ids)[:, -1]
+
+
+def complete(model: GPT, tok, prompt: str, **kwargs) -> str:
+    """Convenience: text in, text out. An empty prompt starts a new document (<|endoftext|>)."""
+    ids = [tok.eot_id] + tok.encode(prompt)
+    out = list(generate(model, ids, stop_ids=(tok.eot_id,), **kwargs))
+    if out and out[-1] == tok.eot_id:
+        out = out[:-1]
+    return prompt + tok.decode(out)

@@ -1,0 +1,43 @@
+"""Stage 1: train a byte-level BPE tokenizer on a sample of a corpus' training split.
+
+Run: tinylm tokenizer --corpus gutenberg-children --vocab_size 4096 --out runs/default/tokenizer.json
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+from tinylm.config import TokenizerConfig, to_dict
+from tinylm.data.sources import ReadStats, resolve
+from tinylm.tokenizer import bytes_per_token, save_meta, train_tokenizer
+
+
+def _take_bytes(docs, limit: int):
+    n = 0
+    for d in docs:
+        yield d
+        n += len(d.encode("utf-8"))
+        if limit and n >= limit:
+            return
+
+
+def run(cfg: TokenizerConfig) -> dict:
+    source = resolve(cfg.corpus)
+    stats = ReadStats()
+    t0 = time.time()
+    tok = train_tokenizer(_take_bytes(source.documents("train", stats), cfg.sample_bytes), cfg.vocab_size, cfg.out)
+    seconds = time.time() - t0
+    meta = {"config": to_dict(cfg), "vocab_size": tok.vocab_size, "sha256": tok.sha256,
+            "trained_on": {"documents": stats.documents, "bytes": stats.bytes, "files": stats.files,
+                           "replaced_utf8": stats.replaced},
+            "seconds": round(seconds, 1)}
+    if source.valid_files or source.hub:
+        # compression on (up to 2 MB of) held-out text
+        meta["valid"] = bytes_per_token(tok, _take_bytes(source.documents("valid"), 2_000_000))
+    save_meta(Path(cfg.out).with_suffix(".meta.json"), meta)
+    bpt = meta.get("valid", {}).get("bytes_per_token")
+    print(f"tokenizer: {tok.vocab_size} tokens trained on {stats.bytes:,} bytes in {seconds:.1f}s -> {cfg.out}"
+          + (f"; {bpt:.3f} bytes/token on validation text" if bpt else ""))
+    return meta

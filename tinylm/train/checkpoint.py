@@ -1,0 +1,173 @@
+"""Checkpoints: safetensors weights and optimizer state, a JSON meta file, written atomically.
+
+    run_dir/checkpoints/step_000500/
+        model.safetensors      weights (tied output head stored once, as wte.weight)
+        optimizer.safetensors  AdamW moments and step counts, plus the torch RNG states
+        tokenizer.json         copy, so a checkpoint directory is self-contained
+        meta.json              step, tokens, resolved config, tokenizer hash, code version,
+                               hardware, data-loader position, numpy/python RNG states
+
+A checkpoint is assembled in a hidden temporary directory and renamed into place in one step, so a
+crash or SIGKILL mid-write leaves the previous checkpoint intact and no half-written one behind.
+Only the newest `keep_last` are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from tinylm.util import fsync_dir
+
+STEP_PREFIX = "step_"
+
+
+def _model_tensors(model) -> dict[str, torch.Tensor]:
+    sd = model.state_dict()
+    if getattr(model, "cfg", None) is not None and model.cfg.tie_embeddings:
+        sd.pop("lm_head.weight", None)  # same storage as wte.weight; safetensors refuses shared tensors
+    return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+
+
+def load_model_weights(model, path) -> None:
+    sd = load_file(str(path))
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    allowed = {"lm_head.weight"} if model.cfg.tie_embeddings else set()
+    if set(missing) - allowed or unexpected:
+        raise ValueError(f"{path}: weights do not match the model (missing {missing}, unexpected {unexpected})")
+
+
+def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    sd = optimizer.state_dict()
+    tensors = {}
+    for idx, state in sd["state"].items():
+        for k, v in state.items():
+            tensors[f"state.{idx}.{k}"] = v.detach().contiguous().cpu() if torch.is_tensor(v) else torch.tensor(v)
+    return tensors, sd["param_groups"]
+
+
+def _load_optimizer(optimizer, tensors: dict, param_groups: list) -> None:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("state."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+
+
+def save_checkpoint(run_dir, step: int, model, optimizer=None, meta: dict | None = None,
+                    tokenizer_path=None, keep_last: int = 0) -> Path:
+    ckpt_root = Path(run_dir) / "checkpoints"
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    final = ckpt_root / f"{STEP_PREFIX}{step:06d}"
+    tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        save_file(_model_tensors(model), str(tmp / "model.safetensors"))
+        meta = dict(meta or {}, step=step)
+        if optimizer is not None:
+            tensors, groups = _optimizer_tensors(optimizer)
+            tensors["rng.torch"] = torch.get_rng_state()
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                tensors["rng.cuda"] = torch.cuda.get_rng_state()
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            meta["optimizer_param_groups"] = groups
+            np_state = np.random.get_state()
+            meta["rng_numpy"] = [np_state[0], np_state[1].tolist(), *np_state[2:]]
+            py_state = random.getstate()
+            meta["rng_python"] = [py_state[0], list(py_state[1]), py_state[2]]
+        if tokenizer_path:
+            shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
+        with open(tmp / "meta.json", "w") as f:  # written last: its presence marks a complete checkpoint
+            json.dump(meta, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        for p in tmp.iterdir():
+            if p.name != "meta.json":
+                with open(p, "rb") as fh:
+                    os.fsync(fh.fileno())
+        if final.exists():  # same step saved again (e.g. final save == periodic save): replace it
+            trash = ckpt_root / f".{final.name}.old"
+            shutil.rmtree(trash, ignore_errors=True)
+            os.rename(final, trash)
+            os.rename(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
+        fsync_dir(ckpt_root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if keep_last > 0:
+        for old in list_checkpoints(run_dir)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(run_dir) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (hidden temp dirs are never listed)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    ckpts = [p for p in root.iterdir() if p.name.startswith(STEP_PREFIX) and (p / "meta.json").exists()]
+    return sorted(ckpts, key=lambda p: int(p.name[len(STEP_PREFIX):]))
+
+
+def find_checkpoint(path) -> Path:
+    """A checkpoint directory itself, or the newest checkpoint of a run directory."""
+    path = Path(path)
+    if (path / "meta.json").exists() and (path / "model.safetensors").exists():
+        return path
+    ckpts = list_checkpoints(path)
+    if not ckpts:
+        raise FileNotFoundError(f"{path}: no checkpoint found (expected {path}/checkpoints/{STEP_PREFIX}*/)")
+    return ckpts[-1]
+
+
+def read_meta(ckpt_dir) -> dict:
+    path = Path(ckpt_dir) / "meta.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: unreadable checkpoint meta ({e})") from e
+
+
+def restore_training_state(ckpt_dir, optimizer) -> dict:
+    """Load optimizer moments and every RNG state; returns the meta dict."""
+    ckpt_dir = Path(ckpt_dir)
+    meta = read_meta(ckpt_dir)
+    tensors = load_file(str(ckpt_dir / "optimizer.safetensors"))
+    _load_optimizer(optimizer, tensors, meta["optimizer_param_groups"])
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    s = meta["rng_numpy"]
+    np.random.set_state((s[0], np.asarray(s[1], dtype=np.uint32), *s[2:]))
+    p = meta["rng_python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+    return meta
+
+
+def load_model(path, device="cpu"):
+    """(model, tokenizer, meta) from a checkpoint or run directory, for sampling and evaluation."""
+    from tinylm.config import ModelConfig, from_dict
+    from tinylm.model import GPT
+    from tinylm.tokenizer import Tokenizer
+
+    ckpt = find_checkpoint(path)
+    meta = read_meta(ckpt)
+    cfg = from_dict(ModelConfig, meta["config"]["model"])
+    model = GPT(cfg)
+    load_model_weights(model, ckpt / "model.safetensors")
+    model.to(device).eval()
+    tok = Tokenizer.load(ckpt / "tokenizer.json")
+    if meta.get("tokenizer_sha256") and tok.sha256 != meta["tokenizer_sha256"]:
+        raise ValueError(f"{ckpt}/tokenizer.json does not match the tokenizer the model was trained with")
+    return model, tok, meta

@@ -1,0 +1,266 @@
+"""The training loop: one loop for every stage (pretraining now; SFT, reward model, DPO, RL later).
+
+A stage hands the Trainer a model, a batch source (anything with `next_batch()`,
+`state_dict()` and `load_state_dict()`), an objective `objective(model, batch) -> (loss, n)`, and
+optional `evaluate(model) -> dict` and `sample(model, step) -> list[dict]` hooks. The loop owns
+everything else: AdamW, the LR schedule, gradient accumulation derived from a token budget,
+autocast, optional torch.compile, clipping, logging to metrics.jsonl, checkpoints and exact resume.
+
+Exact resume: a checkpoint holds the weights, AdamW moments, every RNG state and the data
+position, and nothing in the loop draws from a global RNG between checkpoints (samples use their
+own seeded generator), so a run killed and resumed produces bit-identical losses on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from tinylm.config import TrainConfig
+from tinylm.runtime import Runtime, peak_flops
+from tinylm.train.checkpoint import (find_checkpoint, list_checkpoints, load_model_weights, read_meta,
+                                     restore_training_state, save_checkpoint)
+from tinylm.train.objectives import next_token_loss
+from tinylm.train.optim import build_optimizer, lr_at
+from tinylm.util import code_version, hardware_info
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class ResumeMismatchError(ValueError):
+    pass
+
+
+def grad_accum_steps(cfg: TrainConfig, seq_len: int, world_size: int = 1) -> int:
+    per_step = cfg.batch_size * seq_len * world_size
+    if cfg.total_batch_tokens % per_step:
+        raise ValueError(
+            f"total_batch_tokens={cfg.total_batch_tokens} is not a multiple of batch_size * seq_len * world_size "
+            f"= {cfg.batch_size} * {seq_len} * {world_size} = {per_step}"
+        )
+    return cfg.total_batch_tokens // per_step
+
+
+def _config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
+
+
+class MetricsLog:
+    """Append-only metrics.jsonl; on resume, lines past the checkpoint's step are dropped so the
+    file describes exactly one history."""
+
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path, self.enabled = path, enabled
+
+    def truncate_after(self, step: int) -> None:
+        if not (self.enabled and self.path.exists()):
+            return
+        keep = []
+        for line in self.path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill mid-write
+        self.path.write_text("".join(line + "\n" for line in keep))
+
+    def write(self, row: dict) -> None:
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+class Trainer:
+    def __init__(self, rt: Runtime, cfg: TrainConfig, model, train_data, *,
+                 objective: Callable = next_token_loss, evaluate: Callable | None = None,
+                 sample: Callable | None = None, run_config: dict | None = None,
+                 tokenizer_path=None, tokenizer_sha256: str = "", flops_per_token: float = 0.0,
+                 on_step: Callable | None = None):
+        self.rt, self.cfg, self.model = rt, cfg, model
+        self.train_data, self.objective = train_data, objective
+        self.evaluate_fn, self.sample_fn = evaluate, sample
+        self.run_config = run_config or {}
+        self.tokenizer_path, self.tokenizer_sha256 = tokenizer_path, tokenizer_sha256
+        self.flops_per_token = flops_per_token
+        self.on_step = on_step  # test hook: called after every optimizer step with the step number
+        self.run_dir = Path(cfg.run_dir)
+        self.seq_len = model.cfg.seq_len
+        self.accum = grad_accum_steps(cfg, self.seq_len, rt.world_size)
+        self.optimizer = build_optimizer(model, cfg, rt.device)
+        self.train_model = torch.compile(model) if cfg.compile else model
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", rt.is_main)
+        self.step, self.tokens_seen, self.elapsed = 0, 0, 0.0
+        self.last_eval: dict = {}
+
+    # ------------------------------------------------------------------ checkpoints
+    def _meta(self) -> dict:
+        return {
+            "stage": self.run_config.get("stage", "train"),
+            "tokens_seen": self.tokens_seen,
+            "elapsed_s": round(self.elapsed, 3),
+            "config": self.run_config.get("config", {}),
+            "tokenizer_sha256": self.tokenizer_sha256,
+            "code_version": code_version(),
+            "hardware": hardware_info(self.rt.device),
+            "data_state": self.train_data.state_dict(),
+            "last_eval": self.last_eval,
+        }
+
+    def save(self) -> Path | None:
+        if not self.rt.is_main:
+            return None
+        return save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, self._meta(),
+                               self.tokenizer_path, self.cfg.keep_last)
+
+    def resume(self) -> bool:
+        """Restore the newest checkpoint of run_dir, if any. Returns whether one was found."""
+        if not list_checkpoints(self.run_dir):
+            return False
+        ckpt = find_checkpoint(self.run_dir)
+        meta = read_meta(ckpt)
+        if self.tokenizer_sha256 and meta.get("tokenizer_sha256") not in ("", None, self.tokenizer_sha256):
+            raise ResumeMismatchError(
+                f"{ckpt} was trained with tokenizer {meta['tokenizer_sha256'][:12]}, the data now uses "
+                f"{self.tokenizer_sha256[:12]}: resuming would feed the model foreign token ids"
+            )
+        old_model = meta.get("config", {}).get("model")
+        new_model = self.run_config.get("config", {}).get("model")
+        if old_model is not None and new_model is not None and old_model != new_model:
+            raise ResumeMismatchError(
+                f"{ckpt}: model config differs from the checkpoint's ({'; '.join(_config_diff(old_model, new_model))})"
+            )
+        changed = _config_diff(meta.get("config", {}).get("train", {}), self.run_config.get("config", {}).get("train", {}))
+        if changed and self.rt.is_main:
+            print(f"resume: training config changed since the checkpoint: {'; '.join(changed)}")
+        load_model_weights(self.model, ckpt / "model.safetensors")
+        restore_training_state(ckpt, self.optimizer)
+        self.train_data.load_state_dict(meta["data_state"])
+        self.step, self.tokens_seen = meta["step"], meta["tokens_seen"]
+        self.elapsed, self.last_eval = meta.get("elapsed_s", 0.0), meta.get("last_eval", {})
+        self.metrics.truncate_after(self.step)
+        if self.rt.is_main:
+            print(f"resumed from {ckpt} (step {self.step}, {self.tokens_seen:,} tokens)")
+        return True
+
+    # ------------------------------------------------------------------ hooks
+    def _evaluate(self) -> dict:
+        if self.evaluate_fn is None:
+            return {}
+        self.model.eval()
+        out = self.evaluate_fn(self.model)
+        self.model.train()
+        self.last_eval = dict(out, step=self.step)
+        return out
+
+    def _sample(self) -> None:
+        if self.sample_fn is None or not self.rt.is_main:
+            return
+        self.model.eval()
+        rows = self.sample_fn(self.model, self.step)
+        self.model.train()
+        with open(self.run_dir / "samples.jsonl", "a") as f:
+            for r in rows:
+                f.write(json.dumps(dict(r, step=self.step)) + "\n")
+        if rows:
+            tqdm.write(f"--- sample at step {self.step} ---\n{rows[0]['text'][:400]}\n---")
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, resume: bool = False) -> dict:
+        cfg, rt = self.cfg, self.rt
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not (resume and self.resume()):
+            if cfg.init_from:
+                load_model_weights(self.model, find_checkpoint(cfg.init_from) / "model.safetensors")
+            self.metrics.truncate_after(-1)
+        peak, peak_src = peak_flops(rt.device, rt.dtype) if self.flops_per_token else (0.0, "")
+        if rt.is_main:
+            print(f"training: {cfg.max_steps} steps x {cfg.total_batch_tokens:,} tokens "
+                  f"(micro-batch {cfg.batch_size} x {self.seq_len}, grad accumulation {self.accum}); "
+                  f"peak {peak / 1e12:.3f} TFLOP/s ({peak_src})")
+        if self.step == 0 and cfg.eval_every > 0:
+            self.metrics.write({"step": 0, "tokens": 0, **self._evaluate(), "elapsed_s": 0.0})
+        self.model.train()
+        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not rt.is_main, dynamic_ncols=True, unit="step")
+        window_losses: list[torch.Tensor] = []
+        t_window, tokens_window = time.perf_counter(), 0
+        t_fit, elapsed_before = time.perf_counter(), self.elapsed  # wall-clock, resumes included
+        check_every_step = rt.device.type == "cpu"  # on GPU, checking costs a sync; do it at log steps
+        while self.step < cfg.max_steps:
+            lr = lr_at(self.step, cfg)
+            for g in self.optimizer.param_groups:
+                g["lr"] = lr
+            step_loss = torch.zeros((), device=rt.device)
+            for _ in range(self.accum):
+                batch = self.train_data.next_batch()
+                with rt.autocast():
+                    loss, _ = self.objective(self.train_model, batch)
+                (loss / self.accum).backward()
+                step_loss += loss.detach() / self.accum
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            self.tokens_seen += cfg.total_batch_tokens
+            tokens_window += cfg.total_batch_tokens
+            window_losses.append(step_loss)
+            self.elapsed = elapsed_before + time.perf_counter() - t_fit
+
+            do_log = self.step % cfg.log_every == 0 or self.step == cfg.max_steps
+            do_eval = cfg.eval_every > 0 and (self.step % cfg.eval_every == 0 or self.step == cfg.max_steps)
+            do_save = cfg.save_every > 0 and (self.step % cfg.save_every == 0 or self.step == cfg.max_steps)
+            if check_every_step or do_log or do_eval or do_save:
+                losses = torch.stack(window_losses).tolist()
+                bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
+                if bad:
+                    first = self.step - len(losses) + bad[0] + 1
+                    last = list_checkpoints(self.run_dir)
+                    raise NonFiniteLossError(
+                        f"loss became {losses[bad[0]]} at step {first}; stopping. "
+                        f"Last good checkpoint: {last[-1] if last else 'none'} (lower train.lr or check the data)"
+                    )
+            if do_log or do_eval:
+                losses = torch.stack(window_losses).tolist()
+                dt = time.perf_counter() - t_window
+                tps = tokens_window / dt
+                row = {
+                    "step": self.step, "tokens": self.tokens_seen, "lr": lr,
+                    "loss": sum(losses) / len(losses),
+                    "grad_norm": float(grad_norm) if grad_norm is not None else None,
+                    "tok_per_s": round(tps, 1),
+                    "mfu": round(tps * self.flops_per_token / peak, 4) if peak else None,
+                    "elapsed_s": round(self.elapsed, 2),
+                }
+                if do_eval:
+                    row.update(self._evaluate())
+                self.metrics.write(row)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", **({"val_bpb": f"{row['val_bpb']:.3f}"} if "val_bpb" in row else {}),
+                                tok_s=f"{tps:,.0f}")
+                window_losses, tokens_window = [], 0
+            if cfg.sample_every > 0 and (self.step % cfg.sample_every == 0 or self.step == cfg.max_steps):
+                self._sample()
+            if do_save:
+                self.elapsed = elapsed_before + time.perf_counter() - t_fit
+                self.save()
+            if do_log or do_eval:  # tokens/s measures training only, not evaluation, sampling or saving
+                t_window = time.perf_counter()
+            bar.update(1)
+            if self.on_step is not None:
+                self.on_step(self.step)
+        bar.close()
+        self.elapsed = elapsed_before + time.perf_counter() - t_fit
+        return {"step": self.step, "tokens": self.tokens_seen, "elapsed_s": self.elapsed, **self.last_eval}
