@@ -7,6 +7,7 @@ environment variables when they are set) and every stage receives the resulting 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import time
@@ -60,8 +61,9 @@ def measure_matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 1024,
     return 2 * n**3 * k / (time.perf_counter() - t0)
 
 
+@functools.lru_cache(maxsize=None)
 def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
-    """(peak FLOP/s, where the number came from)."""
+    """(peak FLOP/s, where the number came from), measured once per process and device."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         for key, flops in GPU_PEAK_BF16.items():

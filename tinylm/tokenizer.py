@@ -47,6 +47,10 @@ class Tokenizer:
 
     def __init__(self, hf: HFTokenizer, path: str | None = None):
         self.hf = hf
+        # Text is always text: a story that contains the string "<|user|>" or "<|endoftext|>" is
+        # encoded byte by byte, never as a control token. Special tokens enter sequences by id only
+        # (document separators in `prepare`, roles in the chat template), so data cannot inject them.
+        self.hf.encode_special_tokens = True
         self.path = path
         self.eot_id = self._special(EOT)
         self.pad_id = hf.token_to_id(PAD)  # None for tokenizers from elsewhere

@@ -52,13 +52,16 @@ class TokenLoader:
         return self.shards[s][i : i + self.T + 1]
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "cursor": self.cursor, "seed": self.seed, "n_windows": self.n_windows}
+        return {"epoch": self.epoch, "cursor": self.cursor, "seed": self.seed, "n_windows": self.n_windows,
+                "shard_tokens": [len(s) for s in self.shards], "shuffle": self.shuffle}
 
     def load_state_dict(self, state: dict) -> None:
-        if state["n_windows"] != self.n_windows or state["seed"] != self.seed:
+        saved = (state["n_windows"], state["seed"], state.get("shard_tokens"), state.get("shuffle", True))
+        now = (self.n_windows, self.seed, [len(s) for s in self.shards], self.shuffle)
+        if saved != now:
             raise DataError(
-                f"data position was saved for {state['n_windows']} windows with seed {state['seed']}, "
-                f"but the data now has {self.n_windows} windows with seed {self.seed}: different data or settings"
+                f"data position was saved for (windows, seed, shard sizes, shuffle) = {saved}, but the data "
+                f"now gives {now}: different data or settings, so the saved position means nothing here"
             )
         self.epoch, self.cursor = state["epoch"], state["cursor"]
         self._order = self._permutation(self.epoch)

@@ -173,6 +173,7 @@ def _tokenize_split(source: Source, split: str, tok, out_dir: Path, stem: str, s
         if writer is not None:
             paths.append(writer.close())
             writer = None
+        docs.close()  # stopping early (byte budget): close the readers now so their counts are final
     finally:
         if writer is not None:
             writer.abort()

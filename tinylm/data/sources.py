@@ -125,15 +125,17 @@ def _decoded_lines(path: Path, stats: ReadStats) -> Iterator[str]:
     try:
         with _open_binary(path) as f:
             for raw in f:  # binary line iteration: memory is bounded by the longest line
-                yield decoder.decode(raw)
+                # CRLF -> LF: Windows line endings would otherwise leave a stray \r in every document
+                yield decoder.decode(raw).replace("\r\n", "\n")
             tail = decoder.decode(b"", final=True)
             if tail:
                 yield tail
     except (lzma.LZMAError, gzip.BadGzipFile, EOFError) as e:
         raise DataError(f"{path}: cannot decompress ({e})") from e
-    if counter.count:
-        stats.replaced += counter.count
-        stats.replaced_by_file[str(path)] = counter.count
+    finally:  # also when the reader stops early (a byte budget): what was seen is still reported
+        if counter.count:
+            stats.replaced += counter.count
+            stats.replaced_by_file[str(path)] = counter.count
 
 
 def _iter_text_file(path: Path, stats: ReadStats) -> Iterator[str]:

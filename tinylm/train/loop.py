@@ -180,6 +180,25 @@ class Trainer:
             tqdm.write(f"--- sample at step {self.step} ---\n{rows[0]['text'][:400]}\n---")
 
     # ------------------------------------------------------------------ the loop
+    def train_step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One optimizer step over `accum` micro-batches; returns (mean loss, grad norm) as tensors
+        (no host sync). bench/train_throughput.py times exactly this method."""
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        step_loss = torch.zeros((), device=self.rt.device)
+        for _ in range(self.accum):
+            batch = self.train_data.next_batch()
+            with self.rt.autocast():
+                loss, _ = self.objective(self.train_model, batch)
+            (loss / self.accum).backward()
+            step_loss += loss.detach() / self.accum
+        grad_norm = None
+        if self.cfg.grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return step_loss, grad_norm
+
     def fit(self, resume: bool = False) -> dict:
         cfg, rt = self.cfg, self.rt
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -202,18 +221,7 @@ class Trainer:
         check_every_step = rt.device.type == "cpu"  # on GPU, checking costs a sync; do it at log steps
         while self.step < cfg.max_steps:
             lr = lr_at(self.step, cfg)
-            for g in self.optimizer.param_groups:
-                g["lr"] = lr
-            step_loss = torch.zeros((), device=rt.device)
-            for _ in range(self.accum):
-                batch = self.train_data.next_batch()
-                with rt.autocast():
-                    loss, _ = self.objective(self.train_model, batch)
-                (loss / self.accum).backward()
-                step_loss += loss.detach() / self.accum
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
+            step_loss, grad_norm = self.train_step(lr)
             self.step += 1
             self.tokens_seen += cfg.total_batch_tokens
             tokens_window += cfg.total_batch_tokens

@@ -1,0 +1,164 @@
+"""Training throughput: tinylm vs Hugging Face transformers.LlamaForCausalLM, same shapes, same run.
+
+For each model preset, both implementations train on the same random token batches (batch B,
+sequence T, the preset's vocabulary) with AdamW and gradient clipping, in each precision mode:
+fp32, bf16 autocast, and bf16 autocast + torch.compile. tinylm is timed through
+`Trainer.train_step`, the exact code the training loop runs; HF through `model(input_ids,
+labels=...).loss`, its standard training path. The bf16 matmul peak is measured in the same run and
+MFU is quoted against it. Each configuration is measured `--rounds` times, interleaved, and its
+best round is kept (the machine is shared; the best round is the least disturbed one).
+
+Run: python bench/train_throughput.py [--presets 1m,10m] [--seconds 8] [--rounds 2]
+Writes bench/results/train_throughput.json (needs `transformers`: pip install 'tinylm[hf]').
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from tinylm.config import TrainConfig, model_preset
+from tinylm.model import GPT, flops_per_token
+from tinylm.runtime import Runtime, measure_matmul_peak
+from tinylm.train.loop import Trainer
+from tinylm.util import code_version, hardware_info
+
+MODES = ("fp32", "bf16", "bf16+compile")
+
+
+class RandomBatches:
+    """A batch source with the loader's interface: fixed random tokens (no I/O in the timing)."""
+
+    def __init__(self, B, T, V, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randint(0, V, (B, T), generator=g)
+        self.y = torch.randint(0, V, (B, T), generator=g)
+
+    def next_batch(self):
+        return self.x, self.y
+
+    def state_dict(self):
+        return {}
+
+
+def tinylm_step_fn(cfg, mode, B, tmp):
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    tc = TrainConfig(run_dir=tmp, batch_size=B, total_batch_tokens=B * cfg.seq_len, compile="compile" in mode,
+                     dtype="fp32" if mode == "fp32" else "bf16", device="cpu")
+    trainer = Trainer(Runtime.create("cpu", tc.dtype), tc, model, RandomBatches(B, cfg.seq_len, cfg.vocab_size))
+    return lambda: trainer.train_step(1e-3)
+
+
+def hf_step_fn(cfg, mode, B):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    hf_cfg = LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.n_embd, intermediate_size=cfg.hidden_dim,
+                         num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head,
+                         num_key_value_heads=cfg.n_kv_head, max_position_embeddings=cfg.seq_len,
+                         rms_norm_eps=cfg.norm_eps, rope_theta=cfg.rope_theta, tie_word_embeddings=True,
+                         attention_bias=False, mlp_bias=False)
+    model = LlamaForCausalLM(hf_cfg)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    fwd = torch.compile(model) if "compile" in mode else model
+    data = RandomBatches(B, cfg.seq_len, cfg.vocab_size)
+    use_bf16 = mode != "fp32"
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            loss = fwd(input_ids=data.x, labels=data.y).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    return step
+
+
+def time_steps(step, seconds: float, tokens_per_step: int) -> dict:
+    t0 = time.perf_counter()
+    for _ in range(3):  # warm-up (and compilation)
+        step()
+    warmup = time.perf_counter() - t0
+    t0, n = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds or n < 3:
+        step()
+        n += 1
+    dt = time.perf_counter() - t0
+    return {"tok_per_s": tokens_per_step * n / dt, "steps": n, "seconds": dt, "warmup_s": warmup}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", default="1m,10m")
+    ap.add_argument("--batch_size", type=int, default=32)
+    ap.add_argument("--seq_len", type=int, default=256)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_throughput.json"))
+    args = ap.parse_args()
+    B, T = args.batch_size, args.seq_len
+
+    peaks = {str(dt).replace("torch.", ""): measure_matmul_peak(torch.device("cpu"), dt, n=1024, seconds=2.0)
+             for dt in (torch.float32, torch.bfloat16)}
+    print(f"measured matmul peak: fp32 {peaks['float32'] / 1e12:.3f} TFLOP/s, bf16 {peaks['bfloat16'] / 1e12:.3f} TFLOP/s")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in args.presets.split(","):
+            cfg = model_preset(preset, seq_len=T)
+            fpt = flops_per_token(cfg)
+            best: dict[tuple, dict] = {}
+            for r in range(args.rounds):
+                for mode in MODES:
+                    for impl in ("tinylm", "hf"):
+                        step = tinylm_step_fn(cfg, mode, B, tmp) if impl == "tinylm" else hf_step_fn(cfg, mode, B)
+                        m = time_steps(step, args.seconds, B * T)
+                        key = (impl, mode)
+                        if key not in best or m["tok_per_s"] > best[key]["tok_per_s"]:
+                            best[key] = m
+                        print(f"  {preset:>4} {impl:>6} {mode:<13} round {r}: {m['tok_per_s']:>9,.0f} tok/s", flush=True)
+            for (impl, mode), m in best.items():
+                peak = peaks["float32" if mode == "fp32" else "bfloat16"]
+                results.append({"preset": preset, "impl": impl, "mode": mode, "params": GPT(cfg).num_params(),
+                                "flops_per_token": fpt, "tok_per_s": round(m["tok_per_s"], 1),
+                                "mfu_vs_bf16_peak": round(m["tok_per_s"] * fpt / peaks["bfloat16"], 4),
+                                "mfu_vs_own_dtype_peak": round(m["tok_per_s"] * fpt / peak, 4),
+                                "warmup_s": round(m["warmup_s"], 1)})
+
+    summary = []
+    for preset in args.presets.split(","):
+        rows = [r for r in results if r["preset"] == preset]
+        ours = max((r for r in rows if r["impl"] == "tinylm"), key=lambda r: r["tok_per_s"])
+        hf = max((r for r in rows if r["impl"] == "hf"), key=lambda r: r["tok_per_s"])
+        summary.append({"preset": preset, "tinylm_best_mode": ours["mode"], "tinylm_tok_per_s": ours["tok_per_s"],
+                        "hf_best_mode": hf["mode"], "hf_tok_per_s": hf["tok_per_s"],
+                        "speedup_vs_hf_best": round(ours["tok_per_s"] / hf["tok_per_s"], 2),
+                        "tinylm_mfu_vs_bf16_peak": ours["mfu_vs_bf16_peak"]})
+    out = {
+        "benchmark": "train_throughput", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "python " + " ".join(sys.argv), "batch_size": B, "seq_len": T,
+        "matmul_peak_flops": peaks, "hardware": hardware_info(), "code_version": code_version(),
+        "transformers": __import__("transformers").__version__, "results": results, "summary": summary,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\n{'preset':>6} {'impl':>6} {'mode':<13} {'tok/s':>9} {'MFU(bf16 peak)':>15}")
+    for r in results:
+        print(f"{r['preset']:>6} {r['impl']:>6} {r['mode']:<13} {r['tok_per_s']:>9,.0f} {r['mfu_vs_bf16_peak']:>15.1%}")
+    for s in summary:
+        print(f"{s['preset']}: tinylm {s['tinylm_best_mode']} {s['tinylm_tok_per_s']:,.0f} tok/s vs HF "
+              f"{s['hf_best_mode']} {s['hf_tok_per_s']:,.0f} tok/s -> {s['speedup_vs_hf_best']}x")
+
+
+if __name__ == "__main__":
+    main()

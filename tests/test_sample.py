@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from tinylm.config import ModelConfig
+from tinylm.model import GPT
+from tinylm.sample import generate, sample_next
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return GPT(ModelConfig(vocab_size=61, seq_len=48, n_layer=2, n_head=4, n_kv_head=2, n_embd=32)).eval()
+
+
+def test_kv_cache_greedy_equals_full_recomputation(model):
+    prompt = [3, 17, 5, 9]
+    cached = list(generate(model, prompt, 40, temperature=0))
+    full = list(generate(model, prompt, 40, temperature=0, use_cache=False))
+    assert cached == full and len(cached) == 40
+
+
+def test_kv_cache_sampling_equals_full_recomputation_with_same_seed(model):
+    a = list(generate(model, [1, 2], 30, temperature=1.0, top_k=20, top_p=0.9, seed=7))
+    b = list(generate(model, [1, 2], 30, temperature=1.0, top_k=20, top_p=0.9, seed=7, use_cache=False))
+    c = list(generate(model, [1, 2], 30, temperature=1.0, top_k=20, top_p=0.9, seed=8))
+    assert a == b and a != c
+
+
+def test_generation_stops_at_context_length_and_stop_token(model):
+    out = list(generate(model, [1] * 40, 100, temperature=0))
+    assert len(out) == 48 - 40
+    first = list(generate(model, [1, 2, 3], 5, temperature=0))[0]
+    assert list(generate(model, [1, 2, 3], 5, temperature=0, stop_ids=(first,))) == [first]
+    with pytest.raises(ValueError, match="no room"):
+        list(generate(model, [1] * 48, 5))
+
+
+def test_top_k_one_is_greedy_and_top_p_keeps_the_nucleus():
+    logits = torch.tensor([[0.0, 3.0, 1.0, 2.9]])
+    g = torch.Generator().manual_seed(0)
+    assert all(int(sample_next(logits, 1.0, top_k=1, generator=g)) == 1 for _ in range(20))
+    # probabilities ~ [0.02, 0.50, 0.07, 0.41]: top_p=0.8 keeps tokens 1 and 3 only
+    seen = {int(sample_next(logits, 1.0, top_p=0.8, generator=g)) for _ in range(300)}
+    assert seen == {1, 3}
+    assert int(sample_next(logits, 0.0)) == 1

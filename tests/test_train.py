@@ -1,0 +1,157 @@
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from tinylm.config import PretrainConfig
+from tinylm.data.shards import prepare
+from tinylm.data.sources import resolve
+from tinylm.model import GPT
+from tinylm.stages import pretrain
+from tinylm.tokenizer import train_tokenizer
+from tinylm.train import checkpoint as ckpt_mod
+from tinylm.train.checkpoint import list_checkpoints, load_model
+from tinylm.train.loop import NonFiniteLossError, ResumeMismatchError, grad_accum_steps
+from tinylm.train.optim import lr_at, param_groups
+
+
+def losses(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+def test_loss_decreases_on_tiny_corpus(tiny_model_cfg, tiny_train_cfg):
+    cfg = PretrainConfig(tiny_model_cfg, dataclasses.replace(tiny_train_cfg, max_steps=40, save_every=0))
+    pretrain.run(cfg)
+    ls = losses(Path(tiny_train_cfg.run_dir))
+    assert len(ls) == 40
+    assert sum(ls[-5:]) / 5 < 0.75 * sum(ls[:5]) / 5  # 5.7 -> 3.9 nats in 40 steps of 128 tokens
+
+
+def test_resume_is_bitwise_identical_after_a_simulated_kill(tiny_model_cfg, tiny_train_cfg, tmp_path):
+    full = dataclasses.replace(tiny_train_cfg, run_dir=str(tmp_path / "full"))
+    pretrain.run(PretrainConfig(tiny_model_cfg, full))
+
+    cut = dataclasses.replace(tiny_train_cfg, run_dir=str(tmp_path / "cut"))
+    trainer = pretrain.build(PretrainConfig(tiny_model_cfg, cut))
+
+    def die(step):
+        if step == 7:  # after the checkpoint at step 4, before the one at step 8
+            raise KeyboardInterrupt
+
+    trainer.on_step = die
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert len(losses(tmp_path / "cut")) == 7  # steps 5-7 will be dropped and redone
+    resumed = pretrain.build(PretrainConfig(tiny_model_cfg, cut))
+    resumed.fit(resume=True)
+    assert resumed.step == 12
+    assert losses(tmp_path / "cut") == losses(tmp_path / "full")  # bitwise: floats compared exactly
+    a, b = load_model(tmp_path / "full")[0], load_model(tmp_path / "cut")[0]
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_nonfinite_loss_stops_with_step_and_keeps_last_good_checkpoint(tiny_model_cfg, tiny_train_cfg):
+    trainer = pretrain.build(PretrainConfig(tiny_model_cfg, tiny_train_cfg))
+    base = trainer.objective
+
+    def poisoned(model, batch):
+        loss, n = base(model, batch)
+        return (loss * float("nan") if trainer.step == 5 else loss), n  # 0-based step 5 = step 6
+
+    trainer.objective = poisoned
+    with pytest.raises(NonFiniteLossError, match="at step 6.*step_000004"):
+        trainer.fit()
+    assert [p.name for p in list_checkpoints(tiny_train_cfg.run_dir)] == ["step_000004"]
+    model = load_model(tiny_train_cfg.run_dir)[0]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_crash_during_checkpoint_write_leaves_previous_checkpoint_intact(tiny_model_cfg, tiny_train_cfg, monkeypatch):
+    real_save = ckpt_mod.save_file
+    calls = {"n": 0}
+
+    def flaky_save(tensors, path):
+        calls["n"] += 1
+        if calls["n"] == 3:  # second checkpoint (step 8): die after writing half a file
+            with open(path, "wb") as f:
+                f.write(b"\0" * 100)
+            raise OSError("disk full (simulated)")
+        real_save(tensors, path)
+
+    monkeypatch.setattr(ckpt_mod, "save_file", flaky_save)
+    with pytest.raises(OSError, match="simulated"):
+        pretrain.run(PretrainConfig(tiny_model_cfg, tiny_train_cfg))
+    run = Path(tiny_train_cfg.run_dir)
+    assert [p.name for p in list_checkpoints(run)] == ["step_000004"]
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_000004"]  # no temp dir left behind
+    monkeypatch.setattr(ckpt_mod, "save_file", real_save)
+    trainer = pretrain.build(PretrainConfig(tiny_model_cfg, tiny_train_cfg))
+    trainer.fit(resume=True)
+    assert trainer.step == 12
+
+
+def test_resume_with_different_model_config_is_refused(tiny_model_cfg, tiny_train_cfg):
+    pretrain.run(PretrainConfig(tiny_model_cfg, dataclasses.replace(tiny_train_cfg, max_steps=4)))
+    other = dataclasses.replace(tiny_model_cfg, n_layer=3)
+    with pytest.raises(ResumeMismatchError, match="n_layer: 2 -> 3"):
+        pretrain.build(PretrainConfig(other, tiny_train_cfg)).fit(resume=True)
+
+
+def test_resume_with_different_tokenizer_is_refused(tiny_model_cfg, tiny_train_cfg, corpus_dir, tmp_path):
+    pretrain.run(PretrainConfig(tiny_model_cfg, dataclasses.replace(tiny_train_cfg, max_steps=4)))
+    tok2 = train_tokenizer(resolve(str(corpus_dir / "valid.txt")).documents(), 320, tmp_path / "tok2.json")
+    prepare(resolve(str(corpus_dir / "train.txt"), valid=str(corpus_dir / "valid.txt")), tok2, tmp_path / "data2")
+    cfg = dataclasses.replace(tiny_train_cfg, data=str(tmp_path / "data2"))
+    with pytest.raises(ResumeMismatchError, match="tokenizer"):
+        pretrain.build(PretrainConfig(tiny_model_cfg, cfg)).fit(resume=True)
+
+
+def test_gradient_accumulation_equals_one_big_batch(tiny_model_cfg, tiny_train_cfg, tmp_path):
+    base = dict(total_batch_tokens=8 * 32, max_steps=5, save_every=0)
+    big = dataclasses.replace(tiny_train_cfg, run_dir=str(tmp_path / "big"), batch_size=8, **base)
+    small = dataclasses.replace(tiny_train_cfg, run_dir=str(tmp_path / "small"), batch_size=4, **base)
+    assert grad_accum_steps(small, 32) == 2
+    pretrain.run(PretrainConfig(tiny_model_cfg, big))
+    pretrain.run(PretrainConfig(tiny_model_cfg, small))
+    for a, b in zip(losses(tmp_path / "big"), losses(tmp_path / "small")):
+        assert math.isclose(a, b, rel_tol=1e-5)
+
+
+def test_batch_size_must_divide_token_budget(tiny_train_cfg):
+    with pytest.raises(ValueError, match="multiple"):
+        grad_accum_steps(dataclasses.replace(tiny_train_cfg, total_batch_tokens=100), 32)
+
+
+def test_no_weight_decay_on_norms_and_embeddings(tiny_model_cfg):
+    model = GPT(tiny_model_cfg)
+    decay, no_decay = param_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert {names[id(p)] for p in no_decay["params"]} == {n for n in names.values() if "norm" in n or n == "wte.weight"}
+    assert all(p.dim() == 2 and names[id(p)] != "wte.weight" for p in decay["params"])
+    assert sum(p.numel() for g in (decay, no_decay) for p in g["params"]) == model.num_params()
+
+
+def test_lr_schedules(tiny_train_cfg):
+    cfg = dataclasses.replace(tiny_train_cfg, lr=1.0, min_lr_frac=0.1, warmup_steps=10, max_steps=110)
+    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(60, cfg) == pytest.approx(0.55)  # cosine midpoint
+    assert lr_at(110, cfg) == pytest.approx(0.1)
+    wsd = dataclasses.replace(cfg, schedule="wsd", decay_frac=0.2)  # decay over steps 88..110
+    assert lr_at(50, wsd) == 1.0 and lr_at(88, wsd) == 1.0
+    assert lr_at(99, wsd) == pytest.approx(0.55) and lr_at(110, wsd) == pytest.approx(0.1)
+
+
+def test_keep_last_checkpoints_and_meta_contents(tiny_model_cfg, tiny_train_cfg):
+    cfg = dataclasses.replace(tiny_train_cfg, save_every=2, keep_last=2)
+    pretrain.run(PretrainConfig(tiny_model_cfg, cfg))
+    ckpts = list_checkpoints(cfg.run_dir)
+    assert [p.name for p in ckpts] == ["step_000010", "step_000012"]
+    meta = json.loads((ckpts[-1] / "meta.json").read_text())
+    for key in ("config", "tokenizer_sha256", "code_version", "hardware", "data_state", "tokens_seen"):
+        assert key in meta
+    assert meta["config"]["model"]["n_layer"] == 2 and meta["tokens_seen"] == 12 * 128
