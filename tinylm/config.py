@@ -153,7 +153,7 @@ class BpbConfig:
     checkpoint: str = "runs/default"
     text: str = "tinystories"  # a file path, or a named corpus (its validation split)
     context_len: int = 0  # tokens of overlap between windows; 0 = half the context, 1 = lm-eval
-    batch_size: int = 16
+    batch_size: int = 32
     max_bytes: int = 0  # 0 = all
     device: str = "auto"
     out: str = ""  # optional JSON output path

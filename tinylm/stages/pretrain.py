@@ -24,7 +24,7 @@ from tinylm.train.loop import Trainer
 SAMPLE_PROMPTS = ("", "Once upon a time", "The little girl looked at")
 
 
-def build(cfg: PretrainConfig, resume: bool = False) -> Trainer:
+def build(cfg: PretrainConfig) -> Trainer:
     tc = cfg.train
     rt = Runtime.create(tc.device, tc.dtype, tc.threads)
     seed_everything(tc.seed)
@@ -73,7 +73,7 @@ def build(cfg: PretrainConfig, resume: bool = False) -> Trainer:
 
 
 def run(cfg: PretrainConfig, resume: bool = False) -> dict:
-    trainer = build(cfg, resume)
+    trainer = build(cfg)
     summary = trainer.fit(resume=resume)
     print(f"pretrain: done at step {summary['step']}, {summary['tokens']:,} tokens, {summary['elapsed_s']:.0f}s"
           + (f", val bpb {summary['val_bpb']:.4f}" if "val_bpb" in summary else ""))

@@ -54,7 +54,8 @@ def cross_entropy_sum(logits, targets):
     """Sum of -log p(target) over positions whose target is not IGNORE_INDEX.
     logits: (N, V) any float dtype; targets: (N,) int64. Returns a float32 scalar."""
     if logits.device.type == "cpu" and logits.requires_grad and not torch.compiler.is_compiling():
-        return _ChunkedCrossEntropy.apply(logits, targets)
+        with torch.autocast("cpu", enabled=False):  # its fp32 math is explicit; autocast would only add casts
+            return _ChunkedCrossEntropy.apply(logits, targets)
     return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
 
 
