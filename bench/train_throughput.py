@@ -15,12 +15,8 @@ Writes bench/results/train_throughput.json (needs `transformers`: pip install 't
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 
@@ -28,7 +24,7 @@ from tinylm.config import TrainConfig, model_preset
 from tinylm.model import GPT, flops_per_token
 from tinylm.runtime import Runtime, measure_matmul_peak
 from tinylm.train.loop import Trainer
-from tinylm.util import code_version, hardware_info
+from common import RESULTS, write_result
 
 MODES = ("fp32", "bf16", "bf16+compile")
 
@@ -105,7 +101,7 @@ def main():
     ap.add_argument("--seq_len", type=int, default=256)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_throughput.json"))
+    ap.add_argument("--out", default=str(RESULTS / "train_throughput.json"))
     args = ap.parse_args()
     B, T = args.batch_size, args.seq_len
 
@@ -144,14 +140,10 @@ def main():
                         "hf_best_mode": hf["mode"], "hf_tok_per_s": hf["tok_per_s"],
                         "speedup_vs_hf_best": round(ours["tok_per_s"] / hf["tok_per_s"], 2),
                         "tinylm_mfu_vs_bf16_peak": ours["mfu_vs_bf16_peak"]})
-    out = {
-        "benchmark": "train_throughput", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python " + " ".join(sys.argv), "batch_size": B, "seq_len": T,
-        "matmul_peak_flops": peaks, "hardware": hardware_info(), "code_version": code_version(),
+    write_result("train_throughput", args.out, {
+        "batch_size": B, "seq_len": T, "matmul_peak_flops": peaks,
         "transformers": __import__("transformers").__version__, "results": results, "summary": summary,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    })
     print(f"\n{'preset':>6} {'impl':>6} {'mode':<13} {'tok/s':>9} {'MFU(bf16 peak)':>15}")
     for r in results:
         print(f"{r['preset']:>6} {r['impl']:>6} {r['mode']:<13} {r['tok_per_s']:>9,.0f} {r['mfu_vs_bf16_peak']:>15.1%}")

@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
-
-import torch
 
 from tinylm.config import PrepareConfig, PretrainConfig, TokenizerConfig, TrainConfig, model_preset
 from tinylm.model import describe
 from tinylm.stages import prepare, pretrain, tok_train
-from tinylm.util import code_version, hardware_info
+from common import RESULTS, write_result
 
 
 def main():
@@ -36,7 +31,7 @@ def main():
     ap.add_argument("--sizes", default="1024,2048,4096,8192")
     ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--train_bytes", type=int, default=40_000_000)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "vocab_size.json"))
+    ap.add_argument("--out", default=str(RESULTS / "vocab_size.json"))
     args = ap.parse_args()
 
     rows = []
@@ -66,15 +61,10 @@ def main():
             })
             print(json.dumps(rows[-1]), flush=True)
 
-    result = {
-        "benchmark": "vocab_size", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python " + " ".join(sys.argv), "corpus": args.corpus, "steps": args.steps,
-        "tokens_per_step": TrainConfig.total_batch_tokens, "model_body": "preset 1m (4 layers, d=128, 4 heads)",
-        "hardware": hardware_info(), "code_version": code_version(), "python": platform.python_version(),
-        "torch": torch.__version__, "rows": rows,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_result("vocab_size", args.out, {
+        "corpus": args.corpus, "steps": args.steps, "tokens_per_step": TrainConfig.total_batch_tokens,
+        "model_body": "preset 1m (4 layers, d=128, 4 heads)", "rows": rows,
+    })
     print(f"\n{'vocab':>6} {'bytes/tok':>9} {'params':>10} {'MFLOP/byte':>10} {'val bpb':>8} {'seconds':>8}")
     for r in rows:
         print(f"{r['vocab_size']:>6} {r['bytes_per_token_valid']:>9.3f} {r['params']:>10,} "

@@ -281,3 +281,9 @@ def test_real_tinystories_first_document(shared_data, monkeypatch):
         docs.close()
     assert first.startswith("One day, a little girl named Lily found a needle")
     assert SEP not in first and second and second != first
+
+
+def test_crlf_line_endings_become_lf(tmp_path):
+    p = tmp_path / "win.txt"
+    p.write_bytes(b"first\r\nline\r\n<|endoftext|>\r\nsecond\r\n")
+    assert list(iter_file_documents(p)) == ["first\nline", "second"]

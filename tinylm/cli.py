@@ -4,7 +4,11 @@
     tinylm tokenizer  [--field v]    train a byte-level BPE tokenizer          (TokenizerConfig)
     tinylm prepare    [--field v]    tokenize a corpus into token shards       (PrepareConfig)
     tinylm pretrain   [--preset P] [--model.field v] [--train.field v] [--resume]   (PretrainConfig)
+    tinylm sft        [--field v] [--train.field v] [--resume]   instruction tuning         (SFTConfig)
     tinylm sample     [--field v]    generate text from a checkpoint           (SampleConfig)
+    tinylm chat       [--field v]    chat in the terminal                      (ChatConfig)
+    tinylm generate   --prompt P     one chat answer                           (ChatConfig)
+    tinylm ifeval     [--field v]    instruction-following score               (IFEvalConfig)
     tinylm bpb        [--field v]    bits per byte of a checkpoint on a text   (BpbConfig)
     tinylm pipeline   [--field v]    the default pipeline, stage after stage    (PipelineConfig)
 
@@ -20,6 +24,7 @@ import inspect
 import json
 import re
 import sys
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +39,9 @@ class PipelineConfig:
     preset: str = C.DEFAULT_MODEL  # model size preset (see `tinylm info`)
     max_steps: int = 2000  # optimizer steps of 8192 tokens
     max_train_bytes: int = 0  # tokenize at most this many training bytes; 0 = all
+    sft_steps: int = 600  # instruction-tuning steps after pretraining; 0 = stop after pretraining
+    sft_mixture: str = "alpaca:1,instructions:1"  # SFT task mixture (see `tinylm/tasks`)
+    ifeval_n: int = 300  # held-out checkable instructions scored for the base and the SFT model
     device: str = "auto"
     compile: bool = False  # torch.compile the model (first steps slower, then faster)
 
@@ -53,22 +61,15 @@ def _field_help(cls) -> dict[str, str]:
     return helps
 
 
-def _add_config_flags(p: argparse.ArgumentParser, cls, nested: bool) -> None:
+def _add_config_flags(p: argparse.ArgumentParser, cls) -> None:
     for name, typ, default in C.flat_fields(cls):
-        leaf_cls = cls
-        if nested:
-            section = name.split(".")[0]
-            leaf_cls = typing_hint(cls, section)
-        help_text = _field_help(leaf_cls).get(name.split(".")[-1], "")
+        owner = cls  # the dataclass that declares this field, for its help comment
+        for section in name.split(".")[:-1]:
+            owner = typing.get_type_hints(owner)[section]
+        help_text = _field_help(owner).get(name.split(".")[-1], "")
         metavar = {bool: "BOOL", int: "INT", float: "FLOAT"}.get(typ, "STR")
         p.add_argument(f"--{name}", dest=f"cfg:{name}", default=None, metavar=metavar,
                        help=f"{help_text + ' ' if help_text else ''}(default: {default})")
-
-
-def typing_hint(cls, field_name: str):
-    import typing
-
-    return typing.get_type_hints(cls)[field_name]
 
 
 def _build_config(cls, args, base=None):
@@ -88,7 +89,11 @@ STAGES = {
     "tokenizer": (C.TokenizerConfig, "train a byte-level BPE tokenizer on a corpus sample"),
     "prepare": (C.PrepareConfig, "tokenize a corpus into token shards (train-NNN.bin, val.bin)"),
     "pretrain": (C.PretrainConfig, "pretrain a GPT on prepared shards (resumable)"),
-    "sample": (C.SampleConfig, "generate text from a checkpoint"),
+    "sft": (C.SFTConfig, "instruction-tune a pretrained checkpoint on a mixture of chat tasks (resumable)"),
+    "sample": (C.SampleConfig, "generate text from a checkpoint (raw continuation)"),
+    "chat": (C.ChatConfig, "chat with a model in the terminal (multi-turn, streaming, KV cache)"),
+    "generate": (C.ChatConfig, "answer one prompt with the chat template (--prompt)"),
+    "ifeval": (C.IFEvalConfig, "constraint satisfaction on held-out checkable instructions"),
     "bpb": (C.BpbConfig, "bits per byte of a checkpoint on a text file or corpus"),
     "pipeline": (PipelineConfig, "run the default pipeline: tokenizer -> prepare -> pretrain -> bpb -> sample"),
 }
@@ -107,12 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=f"{help_text}. Config: {cls.__name__}.")
         p.add_argument("--config", metavar="FILE.json", help="load a saved config (e.g. a run's config.json) first")
         p.add_argument("--print_config", action="store_true", help="print the resolved config as JSON and exit")
+        if name in ("pretrain", "sft"):
+            p.add_argument("--resume", action="store_true",
+                           help="continue from the newest checkpoint in train.run_dir (exact: same losses)")
         if name == "pretrain":
             p.add_argument("--preset", choices=list(C.MODEL_PRESETS), default=None,
                            help=f"model size preset (default: {C.DEFAULT_MODEL}); --model.* flags override it")
-            p.add_argument("--resume", action="store_true",
-                           help="continue from the newest checkpoint in train.run_dir (exact: same losses)")
-        _add_config_flags(p, cls, nested=name == "pretrain")
+        _add_config_flags(p, cls)
     return parser
 
 
@@ -154,6 +160,7 @@ def main(argv=None) -> int:
     if args.print_config:
         print(json.dumps(C.to_dict(cfg), indent=2))
         return 0
+    from tinylm.chat import ChatFormatError
     from tinylm.data.sources import DataError
     from tinylm.train.loop import NonFiniteLossError, ResumeMismatchError
 
@@ -167,6 +174,20 @@ def main(argv=None) -> int:
         elif args.command == "pretrain":
             from tinylm.stages import pretrain
             pretrain.run(cfg, resume=args.resume)
+        elif args.command == "sft":
+            from tinylm.stages import sft
+            sft.run(cfg, resume=args.resume)
+        elif args.command == "chat":
+            from tinylm.stages import chat
+            chat.chat(cfg)
+        elif args.command == "generate":
+            from tinylm.stages import chat
+            if not cfg.prompt:
+                parser.error("generate needs --prompt")
+            chat.generate_once(cfg)
+        elif args.command == "ifeval":
+            from tinylm.stages import ifeval
+            ifeval.run(cfg)
         elif args.command == "sample":
             from tinylm.stages import sample
             sample.run(cfg)
@@ -175,16 +196,29 @@ def main(argv=None) -> int:
             bpb.run(cfg)
         elif args.command == "pipeline":
             run_pipeline(cfg)
-    except (DataError, NonFiniteLossError, ResumeMismatchError, FileNotFoundError) as e:
+    except (DataError, NonFiniteLossError, ResumeMismatchError, FileNotFoundError, ChatFormatError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
 
 
+def _up_to_date(result_json: Path, checkpoint) -> bool:
+    """An evaluation result that was computed on the newest checkpoint need not be computed again."""
+    from tinylm.train.checkpoint import find_checkpoint
+
+    try:
+        return json.loads(result_json.read_text())["checkpoint"] == str(find_checkpoint(checkpoint))
+    except (OSError, ValueError, KeyError):
+        return False
+
+
 def run_pipeline(p: PipelineConfig) -> None:
-    """The default pipeline. Each stage is skipped when its artifact already exists, and
-    pretraining resumes from its newest checkpoint, so running it again continues where it stopped."""
-    from tinylm.stages import bpb, prepare, pretrain, sample, tok_train
+    """The default pipeline. Each stage is skipped when its artifact already exists, and training
+    stages resume from their newest checkpoint, so running it again continues where it stopped.
+
+        tokenizer -> prepare -> pretrain -> bpb (2 corpora) -> sft -> ifeval (base, sft) -> samples
+    """
+    from tinylm.stages import bpb, ifeval, prepare, pretrain, sample, sft, tok_train
 
     run = Path(p.run_dir)
     tok_path, data = run / "tokenizer.json", run / "data"
@@ -196,11 +230,32 @@ def run_pipeline(p: PipelineConfig) -> None:
     train = C.TrainConfig(run_dir=str(run), data=str(data), max_steps=p.max_steps, device=p.device, compile=p.compile)
     pretrain.run(C.PretrainConfig(model=C.model_preset(p.preset), train=train), resume=True)
     for text in ("gutenberg-children", "tinystories"):
+        out = run / f"bpb-{text}.json"
+        if _up_to_date(out, run):
+            continue
         try:
-            bpb.run(C.BpbConfig(checkpoint=str(run), text=text, device=p.device, out=str(run / f"bpb-{text}.json")))
+            bpb.run(C.BpbConfig(checkpoint=str(run), text=text, device=p.device, out=str(out)))
         except Exception as e:  # a missing evaluation corpus should not hide the trained model
             print(f"bpb {text}: skipped ({e})")
     sample.run(C.SampleConfig(checkpoint=str(run), prompt="Once upon a time", num_samples=2, device=p.device))
+    if p.sft_steps <= 0:
+        return
+    sft_dir = run / "sft"
+    sft_train = dataclasses.replace(C.SFTConfig().train, run_dir=str(sft_dir), max_steps=p.sft_steps,
+                                    device=p.device, compile=p.compile)
+    sft.run(C.SFTConfig(checkpoint=str(run), mixture=p.sft_mixture, train=sft_train), resume=True)
+    for name, ckpt in (("base", run), ("sft", sft_dir)):
+        if _up_to_date(run / f"ifeval-{name}.json", ckpt):
+            continue
+        ifeval.run(C.IFEvalConfig(checkpoint=str(ckpt), n=p.ifeval_n, device=p.device,
+                                  out=str(run / f"ifeval-{name}.json")))
+    cfg = C.ChatConfig(checkpoint=str(sft_dir), device=p.device, temperature=0.0)
+    from tinylm.stages import chat
+
+    for prompt in ("Write a short story about a dog named Max that uses the words ball, happy and garden.",
+                   "Give three tips for staying healthy."):
+        print(f"user> {prompt}\nbot> ", end="")
+        chat.generate_once(dataclasses.replace(cfg, prompt=prompt))
 
 
 if __name__ == "__main__":

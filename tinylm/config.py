@@ -135,6 +135,50 @@ class PretrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+def _sft_train_defaults() -> "TrainConfig":
+    return TrainConfig(run_dir="runs/default/sft", lr=1e-3, max_steps=600, warmup_steps=30, batch_size=32,
+                       total_batch_tokens=32 * 256, eval_every=100, eval_batches=16, sample_every=200,
+                       save_every=100, sample_tokens=120)
+
+
+@dataclass
+class SFTConfig:
+    checkpoint: str = "runs/default"  # pretrained run or checkpoint: model config and tokenizer come from it
+    mixture: str = "alpaca:1,instructions:1"  # task:weight list (see `tinylm/tasks`)
+    data_seed: int = 0  # fixes the held-out split and the mixture
+    val_examples: int = 512  # held-out conversations for the validation loss
+    model_overrides: str = ""  # e.g. "rope_theta=20000"; each override is printed
+    train: TrainConfig = field(default_factory=_sft_train_defaults)
+
+
+@dataclass
+class ChatConfig:
+    checkpoint: str = "runs/default/sft"
+    system: str = ""  # optional system message
+    prompt: str = ""  # `tinylm generate`: the one user message to answer
+    max_new_tokens: int = 200
+    temperature: float = 0.7  # 0 = greedy
+    top_k: int = 50  # 0 = off
+    top_p: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass
+class IFEvalConfig:
+    checkpoint: str = "runs/default/sft"
+    task: str = "instructions"  # a checkable task (see `tinylm/tasks`)
+    data_seed: int = 0  # must match the SFT data_seed so the test split is truly held out
+    n: int = 300  # held-out examples to score (0 = all)
+    temperature: float = 0.0  # 0 = greedy
+    top_k: int = 0
+    samples: int = 1  # responses per prompt (sampled decoding: >1 averages over seeds)
+    max_new_tokens: int = 160
+    seed: int = 0
+    device: str = "auto"
+    out: str = ""  # JSON results path; a Markdown file of sample responses is written beside it
+
+
 @dataclass
 class SampleConfig:
     checkpoint: str = "runs/default"  # run dir or checkpoint dir

@@ -39,32 +39,64 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, 
 
 @torch.no_grad()
 def generate(model: GPT, prompt: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
-             top_p: float = 1.0, seed: int | None = None, stop_ids=(), use_cache: bool = True) -> Iterator[int]:
+             top_p: float = 1.0, seed: int | None = None, stop_ids=(), use_cache: bool = True,
+             cache: KVCache | None = None) -> Iterator[int]:
     """Yield new token ids one at a time (streaming). Stops after max_new_tokens, at a stop id
-    (which is yielded), or when the context length is reached."""
+    (which is yielded), or when the context length is reached.
+
+    With `cache`, generation continues a sequence already in that cache (a chat's earlier turns)
+    and `prompt` holds only the new tokens. When it returns, the cache holds everything but the
+    last yielded token, which the caller feeds first next time."""
     if not prompt:
         raise ValueError("generate() needs at least one prompt token (e.g. <|endoftext|>)")
     device = next(model.parameters()).device
     max_len = model.cfg.seq_len
-    if len(prompt) >= max_len:
-        raise ValueError(f"prompt of {len(prompt)} tokens leaves no room in a context of {max_len}")
+    start = cache.pos if cache is not None else 0
+    if start + len(prompt) >= max_len:
+        raise ValueError(f"prompt of {len(prompt)} tokens (after {start} in context) leaves no room in a context of {max_len}")
     gen = None
     if seed is not None:
         gen = torch.Generator(device=device)
         gen.manual_seed(seed)
     ids = torch.tensor([prompt], dtype=torch.long, device=device)
-    cache = KVCache(model.cfg, 1, max_len, device, next(model.parameters()).dtype) if use_cache else None
+    if use_cache and cache is None:
+        cache = KVCache(model.cfg, 1, max_len, device, next(model.parameters()).dtype)
+    elif not use_cache and cache is not None:
+        raise ValueError("use_cache=False recomputes from the prompt; it cannot continue a cache")
     logits = model(ids, kv_cache=cache)[:, -1]
+    length = start + len(prompt)
     stop_ids = set(stop_ids)
     for i in range(max_new_tokens):
         nxt = sample_next(logits, temperature, top_k, top_p, gen)
         tok = int(nxt)
         yield tok
-        if tok in stop_ids or ids.size(1) + 1 >= max_len:
+        length += 1
+        if tok in stop_ids or length >= max_len or i + 1 == max_new_tokens:
             return
-        ids = torch.cat([ids, nxt[:, None]], dim=1)
-        if i + 1 < max_new_tokens:
-            logits = model(nxt[:, None], kv_cache=cache)[:, -1] if use_cache else model(ids)[:, -1]
+        if use_cache:
+            logits = model(nxt[:, None], kv_cache=cache)[:, -1]
+        else:
+            ids = torch.cat([ids, nxt[:, None]], dim=1)
+            logits = model(ids)[:, -1]
+
+
+class TextStream:
+    """Turns a stream of token ids into printable text pieces. A UTF-8 character can span several
+    byte-level tokens, so text is only released once it no longer ends in a partial character."""
+
+    def __init__(self, tok):
+        self.tok, self.ids, self.shown = tok, [], ""
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        text = self.tok.decode(self.ids)
+        if text.endswith("\ufffd"):
+            return ""
+        new, self.shown = text[len(self.shown):], text
+        return new
+
+    def text(self) -> str:
+        return self.tok.decode(self.ids)
 
 
 def complete(model: GPT, tok, prompt: str, **kwargs) -> str:

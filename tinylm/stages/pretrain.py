@@ -15,7 +15,7 @@ from tinylm.bpb import batches_bpb
 from tinylm.config import PretrainConfig, save_json, to_dict
 from tinylm.data.loader import TokenLoader
 from tinylm.data.shards import load_prepared
-from tinylm.model import GPT, describe, flops_per_token
+from tinylm.model import GPT, describe
 from tinylm.runtime import Runtime, seed_everything
 from tinylm.sample import generate
 from tinylm.tokenizer import Tokenizer
@@ -43,15 +43,15 @@ def build(cfg: PretrainConfig) -> Trainer:
     loader = TokenLoader(train_paths, tc.batch_size, T, seed=tc.seed, rank=rt.rank, world_size=rt.world_size,
                          device=rt.device)
 
-    evaluate = None
+    val_batches = []
     if val_path is not None and tc.eval_every > 0:
         val = TokenLoader([val_path], tc.batch_size, T, shuffle=False, device=rt.device)
         n = min(tc.eval_batches, val.n_windows // tc.batch_size)
         val_batches = [val.next_batch() for _ in range(n)]  # fixed: the same windows at every evaluation
-        token_bytes = torch.tensor(tok.token_bytes, dtype=torch.float32)
+    token_bytes = torch.tensor(tok.token_bytes, dtype=torch.float32)
 
-        def evaluate(m):
-            return {"val_bpb": batches_bpb(m, val_batches, token_bytes, rt.autocast)}
+    def evaluate(m):
+        return {"val_bpb": batches_bpb(m, val_batches, token_bytes, rt.autocast)}
 
     def sample(m, step):
         rows = []
@@ -67,7 +67,7 @@ def build(cfg: PretrainConfig) -> Trainer:
         Path(tc.run_dir).mkdir(parents=True, exist_ok=True)
         save_json({**run_config, "model_info": info, "data": {"dir": tc.data, "source": prep["source"]}},
                   Path(tc.run_dir) / "config.json")
-    return Trainer(rt, tc, model, loader, evaluate=evaluate, sample=sample if tc.sample_every > 0 else None,
+    return Trainer(rt, tc, model, loader, evaluate=evaluate if val_batches else None, sample=sample if tc.sample_every > 0 else None,
                    run_config=run_config, tokenizer_path=tok.path, tokenizer_sha256=tok.sha256,
                    flops_per_token=info["flops_per_token"])
 

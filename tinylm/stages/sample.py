@@ -9,7 +9,7 @@ import sys
 
 from tinylm.config import SampleConfig
 from tinylm.runtime import resolve_device
-from tinylm.sample import generate
+from tinylm.sample import TextStream, generate
 from tinylm.train.checkpoint import load_model
 
 
@@ -19,19 +19,14 @@ def run(cfg: SampleConfig) -> list[str]:
     for i in range(cfg.num_samples):
         ids = [tok.eot_id] + tok.encode(cfg.prompt)
         sys.stdout.write(cfg.prompt)
-        new: list[int] = []
-        shown = ""
+        stream = TextStream(tok)
         for t in generate(model, ids, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
                           seed=cfg.seed + i, stop_ids=(tok.eot_id,)):
             if t == tok.eot_id:
                 break
-            new.append(t)
-            text = tok.decode(new)  # decode the whole tail: a UTF-8 character may span tokens
-            if not text.endswith("\ufffd"):
-                sys.stdout.write(text[len(shown):])
-                sys.stdout.flush()
-                shown = text
-        text = tok.decode(new)
-        sys.stdout.write(text[len(shown):] + ("\n" + "-" * 40 + "\n" if i + 1 < cfg.num_samples else "\n"))
+            sys.stdout.write(stream.push(t))
+            sys.stdout.flush()
+        text = stream.text()
+        sys.stdout.write(text[len(stream.shown):] + ("\n" + "-" * 40 + "\n" if i + 1 < cfg.num_samples else "\n"))
         outs.append(cfg.prompt + text)
     return outs

@@ -5,7 +5,6 @@ Run: tinylm tokenizer --corpus gutenberg-children --vocab_size 4096 --out runs/d
 
 from __future__ import annotations
 
-import itertools
 import time
 from pathlib import Path
 

@@ -105,6 +105,8 @@ class Trainer:
         self.train_model = torch.compile(model) if cfg.compile else model
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", rt.is_main)
         self.step, self.tokens_seen, self.elapsed = 0, 0, 0.0
+        self.loss_tokens = 0  # targets that carried loss (all tokens in pretraining; assistant tokens in SFT)
+        self._loss_tokens = torch.zeros((), dtype=torch.long, device=rt.device)
         self.last_eval: dict = {}
 
     # ------------------------------------------------------------------ checkpoints
@@ -112,6 +114,7 @@ class Trainer:
         return {
             "stage": self.run_config.get("stage", "train"),
             "tokens_seen": self.tokens_seen,
+            "loss_tokens": self.loss_tokens,
             "elapsed_s": round(self.elapsed, 3),
             "config": self.run_config.get("config", {}),
             "tokenizer_sha256": self.tokenizer_sha256,
@@ -151,6 +154,7 @@ class Trainer:
         restore_training_state(ckpt, self.optimizer)
         self.train_data.load_state_dict(meta["data_state"])
         self.step, self.tokens_seen = meta["step"], meta["tokens_seen"]
+        self.loss_tokens = meta.get("loss_tokens", 0)
         self.elapsed, self.last_eval = meta.get("elapsed_s", 0.0), meta.get("last_eval", {})
         self.metrics.truncate_after(self.step)
         if self.rt.is_main:
@@ -189,9 +193,10 @@ class Trainer:
         for _ in range(self.accum):
             batch = self.train_data.next_batch()
             with self.rt.autocast():
-                loss, _ = self.objective(self.train_model, batch)
+                loss, n = self.objective(self.train_model, batch)
             (loss / self.accum).backward()
             step_loss += loss.detach() / self.accum
+            self._loss_tokens += n.detach() if torch.is_tensor(n) else n
         grad_norm = None
         if self.cfg.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -243,10 +248,12 @@ class Trainer:
                     )
             if do_log or do_eval:
                 losses = torch.stack(window_losses).tolist()
+                self.loss_tokens += int(self._loss_tokens)
+                self._loss_tokens.zero_()
                 dt = time.perf_counter() - t_window
                 tps = tokens_window / dt
                 row = {
-                    "step": self.step, "tokens": self.tokens_seen, "lr": lr,
+                    "step": self.step, "tokens": self.tokens_seen, "loss_tokens": self.loss_tokens, "lr": lr,
                     "loss": sum(losses) / len(losses),
                     "grad_norm": float(grad_norm) if grad_norm is not None else None,
                     "tok_per_s": round(tps, 1),
@@ -263,6 +270,8 @@ class Trainer:
                 self._sample()
             if do_save:
                 self.elapsed = elapsed_before + time.perf_counter() - t_fit
+                self.loss_tokens += int(self._loss_tokens)
+                self._loss_tokens.zero_()
                 self.save()
             if do_log or do_eval:  # tokens/s measures training only, not evaluation, sampling or saving
                 t_window = time.perf_counter()

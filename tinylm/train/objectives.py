@@ -72,3 +72,19 @@ def next_token_loss(model, batch):
     total = cross_entropy_sum(logits.reshape(-1, logits.size(-1)), y)
     n = (y != IGNORE_INDEX).sum()
     return total / n.clamp(min=1), n
+
+
+@torch.no_grad()
+def mean_loss(model, batches, autocast=None) -> float:
+    """Mean cross-entropy over every counted target of a list of (x, y) batches (validation)."""
+    import contextlib
+
+    autocast = autocast or contextlib.nullcontext
+    total, count = 0.0, 0
+    for x, y in batches:
+        with autocast():
+            logits = model(x)
+        total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX,
+                                 reduction="sum").item()
+        count += int((y != IGNORE_INDEX).sum())
+    return total / max(count, 1)

@@ -1,0 +1,27 @@
+"""What every benchmark result records: name, date, the command, hardware and versions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tinylm.util import code_version, hardware_info
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def write_result(name: str, path, body: dict) -> dict:
+    """Write {header..., **body} as JSON to `path` and return it."""
+    out = {
+        "benchmark": name,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "python " + " ".join(sys.argv),
+        "hardware": hardware_info(),  # includes python and torch versions
+        "code_version": code_version(),
+        **body,
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=2) + "\n")
+    return out
