@@ -108,7 +108,7 @@ def main():
     peaks = {str(dt).replace("torch.", ""): measure_matmul_peak(torch.device("cpu"), dt, n=1024, seconds=2.0)
              for dt in (torch.float32, torch.bfloat16)}
     print(f"measured matmul peak: fp32 {peaks['float32'] / 1e12:.3f} TFLOP/s, bf16 {peaks['bfloat16'] / 1e12:.3f} TFLOP/s")
-    results = []
+    results, failures = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets.split(","):
             cfg = model_preset(preset, seq_len=T)
@@ -117,8 +117,13 @@ def main():
             for r in range(args.rounds):
                 for mode in MODES:
                     for impl in ("tinylm", "hf"):
-                        step = tinylm_step_fn(cfg, mode, B, tmp) if impl == "tinylm" else hf_step_fn(cfg, mode, B)
-                        m = time_steps(step, args.seconds, B * T)
+                        try:
+                            step = tinylm_step_fn(cfg, mode, B, tmp) if impl == "tinylm" else hf_step_fn(cfg, mode, B)
+                            m = time_steps(step, args.seconds, B * T)
+                        except Exception as e:  # e.g. a compiler failure: record it, keep measuring the rest
+                            print(f"  {preset:>4} {impl:>6} {mode:<13} failed: {type(e).__name__}: {e}", flush=True)
+                            failures.append({"preset": preset, "impl": impl, "mode": mode, "error": f"{type(e).__name__}: {e}"[:500]})
+                            continue
                         key = (impl, mode)
                         if key not in best or m["tok_per_s"] > best[key]["tok_per_s"]:
                             best[key] = m
@@ -143,6 +148,7 @@ def main():
     write_result("train_throughput", args.out, {
         "batch_size": B, "seq_len": T, "matmul_peak_flops": peaks,
         "transformers": __import__("transformers").__version__, "results": results, "summary": summary,
+        "failures": failures,
     })
     print(f"\n{'preset':>6} {'impl':>6} {'mode':<13} {'tok/s':>9} {'MFU(bf16 peak)':>15}")
     for r in results:

@@ -22,7 +22,7 @@ def test_help_lists_every_stage(capsys):
 def test_subcommand_help_shows_field_comments(capsys):
     with pytest.raises(SystemExit):
         main(["pretrain", "--help"])
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps long help lines
     assert "--train.total_batch_tokens" in out and "grad accumulation is derived" in out
     assert "--model.n_kv_head" in out and "grouped-query attention" in out
 

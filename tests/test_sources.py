@@ -287,3 +287,21 @@ def test_crlf_line_endings_become_lf(tmp_path):
     p = tmp_path / "win.txt"
     p.write_bytes(b"first\r\nline\r\n<|endoftext|>\r\nsecond\r\n")
     assert list(iter_file_documents(p)) == ["first\nline", "second"]
+
+
+def test_hub_source_streams_rows_through_datasets(monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    def load_dataset(name, split, streaming):
+        calls.append((name, split, streaming))
+        return iter([{"text": "First story."}, {"text": "  "}, {"text": "Second story."}])
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    stats = ReadStats()
+    docs = list(resolve("hf:roneneldan/TinyStories").documents("valid", stats))
+    assert docs == ["First story.", "Second story."]
+    assert calls == [("roneneldan/TinyStories", "validation", True)]
+    assert stats.documents == 2 and stats.files == ["hf:roneneldan/TinyStories:validation"]

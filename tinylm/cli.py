@@ -10,6 +10,8 @@
     tinylm generate   --prompt P     one chat answer                           (ChatConfig)
     tinylm ifeval     [--field v]    instruction-following score               (IFEvalConfig)
     tinylm bpb        [--field v]    bits per byte of a checkpoint on a text   (BpbConfig)
+    tinylm export     --format hf|llama2c --checkpoint C --out D                (ExportConfig)
+    tinylm import     --format hf|llama2c --path P [--tokenizer T] --out RUN    (ImportConfig)
     tinylm pipeline   [--field v]    the default pipeline, stage after stage    (PipelineConfig)
 
 Every field of a stage's config is a flag; `--config FILE.json` loads a saved config first and
@@ -22,6 +24,7 @@ import argparse
 import dataclasses
 import inspect
 import json
+import os
 import re
 import sys
 import typing
@@ -95,6 +98,8 @@ STAGES = {
     "generate": (C.ChatConfig, "answer one prompt with the chat template (--prompt)"),
     "ifeval": (C.IFEvalConfig, "constraint satisfaction on held-out checkable instructions"),
     "bpb": (C.BpbConfig, "bits per byte of a checkpoint on a text file or corpus"),
+    "export": (C.ExportConfig, "export a checkpoint to Hugging Face (LlamaForCausalLM) or llama2.c format"),
+    "import": (C.ImportConfig, "import a Hugging Face Llama directory or a llama2.c .bin as a tinylm checkpoint"),
     "pipeline": (PipelineConfig, "run the default pipeline: tokenizer -> prepare -> pretrain -> bpb -> sample"),
 }
 
@@ -188,6 +193,9 @@ def main(argv=None) -> int:
         elif args.command == "ifeval":
             from tinylm.stages import ifeval
             ifeval.run(cfg)
+        elif args.command in ("export", "import"):
+            from tinylm.stages import convert
+            convert.export(cfg) if args.command == "export" else convert.import_model(cfg)
         elif args.command == "sample":
             from tinylm.stages import sample
             sample.run(cfg)
@@ -196,8 +204,10 @@ def main(argv=None) -> int:
             bpb.run(cfg)
         elif args.command == "pipeline":
             run_pipeline(cfg)
-    except (DataError, NonFiniteLossError, ResumeMismatchError, FileNotFoundError, ChatFormatError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (DataError, NonFiniteLossError, ResumeMismatchError, FileNotFoundError, ChatFormatError, ValueError) as e:
+        if os.environ.get("TINYLM_DEBUG"):
+            raise
+        print(f"error: {e} (TINYLM_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
     return 0
 

@@ -180,6 +180,21 @@ class IFEvalConfig:
 
 
 @dataclass
+class ExportConfig:
+    checkpoint: str = "runs/default"  # run dir or checkpoint dir
+    format: str = "hf"  # hf (transformers LlamaForCausalLM directory) | llama2c (run.c model.bin + tokenizer.bin)
+    out: str = "runs/default/export-hf"
+
+
+@dataclass
+class ImportConfig:
+    path: str = ""  # a Hugging Face Llama directory, or a llama2.c .bin checkpoint
+    format: str = "hf"  # hf | llama2c
+    tokenizer: str = ""  # llama2c: the tokenizer .bin (e.g. tok512.bin); hf: defaults to the directory's tokenizer.json
+    out: str = "runs/imported"  # a tinylm run directory (checkpoints/step_000000)
+
+
+@dataclass
 class SampleConfig:
     checkpoint: str = "runs/default"  # run dir or checkpoint dir
     prompt: str = ""

@@ -100,6 +100,11 @@ class Runtime:
         if dev.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        if world > 1:  # launched by torchrun: one process per device (or per CPU slice, with gloo)
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
         return cls(dev, dt, rank, local_rank, world)
 
     @property

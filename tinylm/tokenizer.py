@@ -27,6 +27,7 @@ EOT = "<|endoftext|>"
 PAD = "<|pad|>"
 CHAT_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
 SPECIAL_TOKENS = (EOT, PAD, *CHAT_TOKENS)
+DOC_START_TOKENS = (EOT, "<s>")
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -52,14 +53,13 @@ class Tokenizer:
         # (document separators in `prepare`, roles in the chat template), so data cannot inject them.
         self.hf.encode_special_tokens = True
         self.path = path
-        self.eot_id = self._special(EOT)
+        # the token that opens a document: tinylm's <|endoftext|>, or <s> in SentencePiece
+        # vocabularies (llama2.c and Llama models imported into tinylm)
+        found = [i for i in (hf.token_to_id(t) for t in DOC_START_TOKENS) if i is not None]
+        if not found:
+            raise ValueError(f"tokenizer {path or ''} has no {EOT} (or <s>) token to start documents with")
+        self.eot_id = found[0]
         self.pad_id = hf.token_to_id(PAD)  # None for tokenizers from elsewhere
-
-    def _special(self, tok: str) -> int:
-        i = self.hf.token_to_id(tok)
-        if i is None:
-            raise ValueError(f"tokenizer {self.path or ''} has no {tok} token")
-        return i
 
     @classmethod
     def load(cls, path) -> "Tokenizer":
@@ -98,17 +98,34 @@ class Tokenizer:
     def decode(self, ids) -> str:
         return self.hf.decode(list(ids), skip_special_tokens=False)
 
+    def piece_bytes(self) -> list[bytes]:
+        """The bytes each token stands for (special tokens: their own text), for export."""
+        inv = {c: b for b, c in _bytes_to_unicode().items()}
+        out = [b""] * self.vocab_size
+        for tok, i in self.hf.get_vocab().items():
+            if all(c in inv for c in tok) and "ByteLevel" in str(self.hf.decoder):
+                out[i] = bytes(inv[c] for c in tok)
+            else:
+                out[i] = tok.encode("utf-8")
+        return out
+
     @cached_property
     def token_bytes(self) -> list[int]:
         """UTF-8 byte length of every token id; 0 for special tokens (they stand for no text).
         Bits-per-byte divides by these, which makes it comparable across tokenizers."""
         inv = {c: b for b, c in _bytes_to_unicode().items()}
         specials = {t.content for t in self.hf.get_added_tokens_decoder().values()}
+        byte_level = "ByteLevel" in str(self.hf.decoder)
         out = [0] * self.vocab_size
         for tok, i in self.hf.get_vocab().items():
             if tok in specials:
                 continue
-            out[i] = len(tok) if any(c not in inv for c in tok) else len(bytes(inv[c] for c in tok))
+            if byte_level and all(c in inv for c in tok):
+                out[i] = len(bytes(inv[c] for c in tok))
+            elif len(tok) == 6 and tok.startswith("<0x") and tok.endswith(">"):  # SentencePiece byte fallback
+                out[i] = 1
+            else:  # SentencePiece piece: "\u2581" stands for one space
+                out[i] = len(tok.replace("\u2581", " ").encode("utf-8"))
         return out
 
 

@@ -13,6 +13,7 @@ own seeded generator), so a run killed and resumed produces bit-identical losses
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -102,7 +103,13 @@ class Trainer:
         self.seq_len = model.cfg.seq_len
         self.accum = grad_accum_steps(cfg, self.seq_len, rt.world_size)
         self.optimizer = build_optimizer(model, cfg, rt.device)
-        self.train_model = torch.compile(model) if cfg.compile else model
+        self.train_model = model
+        if rt.world_size > 1:  # data parallel: every rank its own batches, gradients averaged
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.train_model = DDP(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+        if cfg.compile:
+            self.train_model = torch.compile(self.train_model)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", rt.is_main)
         self.step, self.tokens_seen, self.elapsed = 0, 0, 0.0
         self.loss_tokens = 0  # targets that carried loss (all tokens in pretraining; assistant tokens in SFT)
@@ -190,11 +197,14 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         step_loss = torch.zeros((), device=self.rt.device)
-        for _ in range(self.accum):
+        for micro in range(self.accum):
             batch = self.train_data.next_batch()
-            with self.rt.autocast():
-                loss, n = self.objective(self.train_model, batch)
-            (loss / self.accum).backward()
+            # DDP: all-reduce gradients only on the last micro-batch of the step
+            sync = micro == self.accum - 1 or not hasattr(self.train_model, "no_sync")
+            with contextlib.nullcontext() if sync else self.train_model.no_sync():
+                with self.rt.autocast():
+                    loss, n = self.objective(self.train_model, batch)
+                (loss / self.accum).backward()
             step_loss += loss.detach() / self.accum
             self._loss_tokens += n.detach() if torch.is_tensor(n) else n
         grad_norm = None
@@ -202,6 +212,11 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.rt.world_size > 1:  # log the global mean loss, as one process would see it
+            import torch.distributed as dist
+
+            dist.all_reduce(step_loss, op=dist.ReduceOp.SUM)
+            step_loss /= self.rt.world_size
         return step_loss, grad_norm
 
     def fit(self, resume: bool = False) -> dict:
@@ -233,9 +248,10 @@ class Trainer:
             window_losses.append(step_loss)
             self.elapsed = elapsed_before + time.perf_counter() - t_fit
 
-            do_log = self.step % cfg.log_every == 0 or self.step == cfg.max_steps
             do_eval = cfg.eval_every > 0 and (self.step % cfg.eval_every == 0 or self.step == cfg.max_steps)
             do_save = cfg.save_every > 0 and (self.step % cfg.save_every == 0 or self.step == cfg.max_steps)
+            # a save step is always a log step, so a resumed run's log windows match an uninterrupted one's
+            do_log = self.step % cfg.log_every == 0 or self.step == cfg.max_steps or do_save
             if check_every_step or do_log or do_eval or do_save:
                 losses = torch.stack(window_losses).tolist()
                 bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]

@@ -1,0 +1,164 @@
+"""Hugging Face interop: a tinylm checkpoint as a `LlamaForCausalLM` directory, and back.
+
+The model is a Llama: the same RMSNorm, SwiGLU, grouped-query attention and the same rotary
+layout (the two halves of each head), so export is a renaming of tensors, with no permutation.
+The tokenizer is already a Hugging Face `tokenizers` file and travels as it is, with the chat
+template of tinylm/chat.py as a Jinja `chat_template`, so `apply_chat_template` renders exactly
+what tinylm trained on. The directory loads offline with `AutoModelForCausalLM` and
+`AutoTokenizer`; writing it needs no `transformers`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from tinylm.chat import jinja_template
+from tinylm.config import ModelConfig, to_dict
+from tinylm.util import atomic_write_text, code_version
+
+# tinylm name -> Hugging Face Llama name ({i} = layer)
+_LAYER_MAP = {
+    "attn_norm.weight": "input_layernorm.weight",
+    "attn.wq.weight": "self_attn.q_proj.weight",
+    "attn.wk.weight": "self_attn.k_proj.weight",
+    "attn.wv.weight": "self_attn.v_proj.weight",
+    "attn.wo.weight": "self_attn.o_proj.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+    "ffn.w1.weight": "mlp.gate_proj.weight",
+    "ffn.w3.weight": "mlp.up_proj.weight",
+    "ffn.w2.weight": "mlp.down_proj.weight",
+}
+
+
+def to_hf_state_dict(sd: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    out = {"model.embed_tokens.weight": sd["wte.weight"], "model.norm.weight": sd["norm.weight"]}
+    for i in range(cfg.n_layer):
+        for ours, theirs in _LAYER_MAP.items():
+            out[f"model.layers.{i}.{theirs}"] = sd[f"layers.{i}.{ours}"]
+    if not cfg.tie_embeddings:
+        out["lm_head.weight"] = sd["lm_head.weight"]
+    return {k: v.detach().contiguous().cpu() for k, v in out.items()}
+
+
+def from_hf_state_dict(sd: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    out = {"wte.weight": sd["model.embed_tokens.weight"], "norm.weight": sd["model.norm.weight"]}
+    for i in range(cfg.n_layer):
+        for ours, theirs in _LAYER_MAP.items():
+            out[f"layers.{i}.{ours}"] = sd[f"model.layers.{i}.{theirs}"]
+    if not cfg.tie_embeddings:
+        out["lm_head.weight"] = sd["lm_head.weight"]
+    return out
+
+
+def hf_config(cfg: ModelConfig, bos_id: int, eos_ids: list[int], pad_id: int | None) -> dict:
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "vocab_size": cfg.vocab_size, "hidden_size": cfg.n_embd, "intermediate_size": cfg.hidden_dim,
+        "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head, "num_key_value_heads": cfg.n_kv_head,
+        "head_dim": cfg.head_dim, "max_position_embeddings": cfg.seq_len, "rms_norm_eps": cfg.norm_eps,
+        "rope_theta": cfg.rope_theta, "rope_scaling": None, "tie_word_embeddings": cfg.tie_embeddings,
+        "hidden_act": "silu", "attention_bias": False, "mlp_bias": False, "attention_dropout": 0.0,
+        "initializer_range": 0.02, "use_cache": True, "torch_dtype": "float32",
+        "bos_token_id": bos_id, "eos_token_id": eos_ids[0] if len(eos_ids) == 1 else eos_ids, "pad_token_id": pad_id,
+    }
+
+
+def model_card(cfg: ModelConfig, meta: dict, params: int, extra: dict | None = None) -> str:
+    train = meta.get("config", {}).get("train", {})
+    lines = [
+        "---", "library_name: transformers", "tags: [tinylm, llama, text-generation]", "---", "",
+        "# A tinylm model", "",
+        f"A {params / 1e6:.2f}M-parameter Llama-style model trained from scratch with "
+        "[tinylm](https://github.com) (stage: " + str(meta.get("stage", "pretrain")) + ").", "",
+        "| | |", "|---|---|",
+        f"| layers / width / heads (kv) | {cfg.n_layer} / {cfg.n_embd} / {cfg.n_head} ({cfg.n_kv_head}) |",
+        f"| context | {cfg.seq_len} tokens |", f"| vocabulary | {cfg.vocab_size} (byte-level BPE) |",
+        f"| training tokens | {meta.get('tokens_seen', 'n/a'):,} |" if isinstance(meta.get("tokens_seen"), int)
+        else "| training tokens | n/a |",
+        f"| training data | {train.get('data', 'n/a')} |", f"| steps | {meta.get('step', 'n/a')} |",
+        f"| code version | {meta.get('code_version', code_version())} |",
+    ]
+    for k, v in (extra or {}).items():
+        lines.append(f"| {k} | {v} |")
+    if meta.get("last_eval"):
+        lines.append(f"| last evaluation | {json.dumps(meta['last_eval'])} |")
+    lines += ["", "## Use", "", "```python",
+              "from transformers import AutoModelForCausalLM, AutoTokenizer",
+              "tok = AutoTokenizer.from_pretrained(PATH); model = AutoModelForCausalLM.from_pretrained(PATH)",
+              "ids = tok.apply_chat_template([{'role': 'user', 'content': 'Tell me a story.'}],",
+              "                              add_generation_prompt=True, return_tensors='pt')",
+              "print(tok.decode(model.generate(ids, max_new_tokens=100)[0]))", "```", "",
+              "Chat template: `" + jinja_template() + "`", ""]
+    return "\n".join(lines)
+
+
+def export_hf(model, tok, meta: dict, out_dir) -> Path:
+    """Write `out_dir` loadable by AutoModelForCausalLM / AutoTokenizer.from_pretrained."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = model.cfg
+    chat_ok = tok.has_chat_tokens()
+    end = tok.hf.token_to_id("<|end|>") if chat_ok else None
+    eos_ids = [i for i in (end, tok.eot_id) if i is not None]
+    bos = tok.hf.id_to_token(tok.eot_id)
+    save_file(to_hf_state_dict(model.state_dict(), cfg), str(out / "model.safetensors"), metadata={"format": "pt"})
+    atomic_write_text(out / "config.json", json.dumps(hf_config(cfg, tok.eot_id, eos_ids, tok.pad_id), indent=2) + "\n")
+    atomic_write_text(out / "generation_config.json", json.dumps(
+        {"bos_token_id": tok.eot_id, "eos_token_id": eos_ids, "pad_token_id": tok.pad_id,
+         "max_length": cfg.seq_len, "do_sample": True, "temperature": 0.8, "top_k": 50}, indent=2) + "\n")
+    shutil.copyfile(tok.path, out / "tokenizer.json")
+    tok_cfg = {
+        "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": cfg.seq_len,
+        "bos_token": bos, "eos_token": tok.hf.id_to_token(eos_ids[0]),
+        "pad_token": tok.hf.id_to_token(tok.pad_id) if tok.pad_id is not None else None,
+        "add_bos_token": False, "add_eos_token": False, "clean_up_tokenization_spaces": False,
+    }
+    if chat_ok:
+        tok_cfg["chat_template"] = jinja_template()
+    atomic_write_text(out / "tokenizer_config.json", json.dumps(tok_cfg, indent=2) + "\n")
+    atomic_write_text(out / "special_tokens_map.json", json.dumps(
+        {k: tok_cfg[k] for k in ("bos_token", "eos_token", "pad_token") if tok_cfg[k]}, indent=2) + "\n")
+    atomic_write_text(out / "tinylm.json", json.dumps({"config": to_dict(cfg), "source_meta": {
+        k: meta.get(k) for k in ("stage", "step", "tokens_seen", "tokenizer_sha256", "code_version")}}, indent=2) + "\n")
+    atomic_write_text(out / "README.md", model_card(cfg, meta, model.num_params()))
+    return out
+
+
+def import_hf(hf_dir) -> tuple[ModelConfig, dict[str, torch.Tensor], Path | None]:
+    """(tinylm config, tinylm state dict, tokenizer.json path or None) of a Llama HF directory."""
+    d = Path(hf_dir)
+    try:
+        c = json.loads((d / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{d}/config.json: {e}") from e
+    if c.get("model_type") != "llama":
+        raise ValueError(f"{d}: model_type {c.get('model_type')!r}; only Llama-architecture models can be imported")
+    if c.get("rope_scaling") or c.get("attention_bias") or c.get("mlp_bias"):
+        raise ValueError(f"{d}: rope_scaling / attention or MLP biases are not supported by tinylm's model")
+    n_head = c["num_attention_heads"]
+    head_dim = c.get("head_dim") or c["hidden_size"] // n_head
+    if head_dim * n_head != c["hidden_size"]:
+        raise ValueError(f"{d}: head_dim {head_dim} x {n_head} heads != hidden_size {c['hidden_size']}")
+    cfg = ModelConfig(vocab_size=c["vocab_size"], seq_len=c["max_position_embeddings"], n_layer=c["num_hidden_layers"],
+                      n_head=n_head, n_kv_head=c.get("num_key_value_heads", n_head), n_embd=c["hidden_size"],
+                      ffn_hidden=c["intermediate_size"], rope_theta=c.get("rope_theta", 10000.0),
+                      norm_eps=c.get("rms_norm_eps", 1e-6), tie_embeddings=c.get("tie_word_embeddings", False))
+    if dataclasses.replace(cfg, ffn_hidden=0).hidden_dim == cfg.ffn_hidden:
+        cfg = dataclasses.replace(cfg, ffn_hidden=0)  # tinylm's default size: keep the config as tinylm writes it
+    files = sorted(d.glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"{d}: no .safetensors weights")
+    sd: dict[str, torch.Tensor] = {}
+    for f in files:
+        sd.update(load_file(str(f)))
+    sd = {k: v.float() for k, v in sd.items()}
+    if cfg.tie_embeddings:
+        sd.pop("lm_head.weight", None)
+    tok = d / "tokenizer.json"
+    return cfg, from_hf_state_dict(sd, cfg), tok if tok.exists() else None

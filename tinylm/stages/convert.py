@@ -1,0 +1,68 @@
+"""Move models in and out of tinylm: Hugging Face (transformers) and llama2.c formats.
+
+Run: tinylm export --format hf --checkpoint runs/default/sft --out runs/default/export-hf
+     tinylm export --format llama2c --checkpoint runs/default --out runs/default/export-llama2c
+     tinylm import --format llama2c --path ../shared/data/checkpoints/stories260K.bin \\
+                   --tokenizer ../shared/data/checkpoints/tok512.bin --out runs/stories260K
+     tinylm import --format hf --path some-llama-dir --out runs/imported
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from tinylm.config import ExportConfig, ImportConfig, to_dict
+from tinylm.interop import hf as hf_io
+from tinylm.interop import llama2c
+from tinylm.model import GPT
+from tinylm.tokenizer import Tokenizer
+from tinylm.train.checkpoint import find_checkpoint, load_model, save_checkpoint
+from tinylm.util import code_version
+
+
+def export(cfg: ExportConfig) -> Path:
+    model, tok, meta = load_model(cfg.checkpoint, "cpu")
+    out = Path(cfg.out)
+    if cfg.format == "hf":
+        hf_io.export_hf(model, tok, meta, out)
+    elif cfg.format == "llama2c":
+        out.mkdir(parents=True, exist_ok=True)
+        llama2c.export(model, tok, out / "model.bin", out / "tokenizer.bin")
+    else:
+        raise ValueError(f"unknown export format {cfg.format!r}; choose hf or llama2c")
+    print(f"export: {find_checkpoint(cfg.checkpoint)} -> {out} ({cfg.format})")
+    return out
+
+
+def import_model(cfg: ImportConfig) -> Path:
+    if not cfg.path:
+        raise ValueError("import needs --path")
+    with tempfile.TemporaryDirectory() as tmp:
+        if cfg.format == "llama2c":
+            if not cfg.tokenizer:
+                raise ValueError("a llama2.c checkpoint needs its tokenizer: --tokenizer tok512.bin")
+            model_cfg, sd = llama2c.read_checkpoint(cfg.path)
+            tok_path = Path(tmp) / "tokenizer.json"
+            llama2c.hf_tokenizer(cfg.tokenizer).save(str(tok_path))
+        elif cfg.format == "hf":
+            model_cfg, sd, tok_path = hf_io.import_hf(cfg.path)
+            tok_path = Path(cfg.tokenizer) if cfg.tokenizer else tok_path
+            if tok_path is None:
+                raise ValueError(f"{cfg.path}: no tokenizer.json; pass --tokenizer")
+        else:
+            raise ValueError(f"unknown import format {cfg.format!r}; choose hf or llama2c")
+        tok = Tokenizer.load(tok_path)
+        if tok.vocab_size != model_cfg.vocab_size:
+            print(f"note: tokenizer has {tok.vocab_size} tokens, the model {model_cfg.vocab_size}")
+        model = GPT(model_cfg)
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        allowed = {"lm_head.weight"} if model_cfg.tie_embeddings else set()
+        if set(missing) - allowed or unexpected:
+            raise ValueError(f"{cfg.path}: weights do not fit (missing {missing}, unexpected {unexpected})")
+        meta = {"stage": "import", "tokens_seen": 0, "config": {"model": to_dict(model_cfg)},
+                "tokenizer_sha256": tok.sha256, "code_version": code_version(),
+                "source": {"format": cfg.format, "path": str(cfg.path), "tokenizer": str(cfg.tokenizer or tok_path)}}
+        ckpt = save_checkpoint(cfg.out, 0, model, None, meta, tokenizer_path=tok_path)
+    print(f"import: {cfg.path} ({cfg.format}, {model.num_params():,} parameters) -> {ckpt}")
+    return ckpt
