@@ -10,7 +10,7 @@ one before it, unless attention is masked per document. To keep padding cheap, c
 bucketed by length: each epoch is shuffled, cut into groups of 64 batches, and sorted by length
 inside a group, so a batch holds conversations of similar length. `padding_stats()` reports the
 fraction of computed positions that are padding (measured on the default mixture: see
-results/sft-1m/summary.json).
+results/gc-1m/sft/summary.json).
 
 Conversations longer than seq_len + 1 tokens are dropped, and counted: cutting one would train
 the model on an answer that ends without its <|end|>.

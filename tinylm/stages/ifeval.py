@@ -3,7 +3,7 @@ instructions, with greedy or sampled decoding. Works for base and SFT checkpoint
 model is prompted with the same chat template; it has never seen it, which is the point of the
 comparison).
 
-Run: tinylm ifeval --checkpoint runs/default/sft --n 300 --out results/sft-1m/ifeval-sft.json
+Run: tinylm ifeval --checkpoint runs/default/sft --n 300 --out runs/default/ifeval-sft.json
 """
 
 from __future__ import annotations

@@ -51,15 +51,19 @@ _ABBREV = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|St|Mt|Jr|Sr|Capt|Col|Gen|Rev|Prof|Li
 
 
 def sentences(text: str) -> list[str]:
+    """Sentences, split after . ! ? (not after "Mr." or an initial) and at line breaks: a line of
+    verse without a full stop is still a unit, so unpunctuated output cannot pass as one sentence."""
     out: list[str] = []
-    for piece in _SENT_SPLIT.split(" ".join(text.split())):
-        piece = piece.strip()
-        if not piece:
-            continue
-        if out and _ABBREV.search(out[-1]):  # "Mr. Smith", "J. Smith": not a sentence end
-            out[-1] += " " + piece
-        else:
-            out.append(piece)
+    for line in text.splitlines():
+        start = len(out)
+        for piece in _SENT_SPLIT.split(" ".join(line.split())):
+            piece = piece.strip()
+            if not piece:
+                continue
+            if len(out) > start and _ABBREV.search(out[-1]):  # "Mr. Smith", "J. Smith": not a sentence end
+                out[-1] += " " + piece
+            else:
+                out.append(piece)
     return out
 
 
@@ -108,8 +112,8 @@ def _check_one(c: dict, response: str) -> float:
         return float(any(_has_word(response, w) for w in c["words"]))
     if kind == "min_sentences":
         return float(len(sents) >= c["n"])
-    if kind == "max_sentences":
-        return float(1 <= len(sents) <= c["n"])
+    if kind == "max_sentences":  # a story: some words, in at most n sentences
+        return float(1 <= len(sents) <= c["n"] and len(_WORD.findall(response)) >= 5)
     if kind == "ends_with":
         return float(bool(sents) and _norm(response).endswith(_norm(c["text"])))
     if kind == "no_copy":  # a continuation must add text, not repeat the prompt

@@ -191,14 +191,18 @@ class Trainer:
             tqdm.write(f"--- sample at step {self.step} ---\n{rows[0]['text'][:400]}\n---")
 
     # ------------------------------------------------------------------ the loop
-    def train_step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def train_step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor | None, int]:
         """One optimizer step over `accum` micro-batches; returns (mean loss, grad norm) as tensors
-        (no host sync). bench/train_throughput.py times exactly this method."""
+        (no host sync) and the number of token positions computed by all ranks (padding included).
+        bench/train_throughput.py times exactly this method."""
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         step_loss = torch.zeros((), device=self.rt.device)
+        positions = 0
         for micro in range(self.accum):
             batch = self.train_data.next_batch()
+            x = batch[0] if isinstance(batch, (tuple, list)) else None
+            positions += x.numel() if torch.is_tensor(x) else self.cfg.total_batch_tokens // (self.accum * self.rt.world_size)
             # DDP: all-reduce gradients only on the last micro-batch of the step
             sync = micro == self.accum - 1 or not hasattr(self.train_model, "no_sync")
             with contextlib.nullcontext() if sync else self.train_model.no_sync():
@@ -212,12 +216,13 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.rt.world_size > 1:  # log the global mean loss, as one process would see it
+        if self.rt.world_size > 1:  # log the global mean loss and count, as one process would see them
             import torch.distributed as dist
 
-            dist.all_reduce(step_loss, op=dist.ReduceOp.SUM)
-            step_loss /= self.rt.world_size
-        return step_loss, grad_norm
+            stats = torch.stack([step_loss, torch.tensor(float(positions), device=step_loss.device)])
+            dist.all_reduce(stats, op=dist.ReduceOp.SUM)
+            step_loss, positions = stats[0] / self.rt.world_size, int(stats[1])
+        return step_loss, grad_norm, positions
 
     def fit(self, resume: bool = False) -> dict:
         cfg, rt = self.cfg, self.rt
@@ -241,10 +246,10 @@ class Trainer:
         check_every_step = rt.device.type == "cpu"  # on GPU, checking costs a sync; do it at log steps
         while self.step < cfg.max_steps:
             lr = lr_at(self.step, cfg)
-            step_loss, grad_norm = self.train_step(lr)
+            step_loss, grad_norm, positions = self.train_step(lr)
             self.step += 1
-            self.tokens_seen += cfg.total_batch_tokens
-            tokens_window += cfg.total_batch_tokens
+            self.tokens_seen += positions
+            tokens_window += positions
             window_losses.append(step_loss)
             self.elapsed = elapsed_before + time.perf_counter() - t_fit
 
