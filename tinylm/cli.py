@@ -28,25 +28,9 @@ import os
 import re
 import sys
 import typing
-from dataclasses import dataclass
 from pathlib import Path
 
 from tinylm import config as C
-
-
-@dataclass
-class PipelineConfig:
-    run_dir: str = "runs/default"  # everything the pipeline writes goes here
-    corpus: str = "gutenberg-children"  # a named corpus or a path (see `tinylm info`)
-    vocab_size: int = 4096  # tokenizer vocabulary
-    preset: str = C.DEFAULT_MODEL  # model size preset (see `tinylm info`)
-    max_steps: int = 2000  # optimizer steps of 8192 tokens
-    max_train_bytes: int = 0  # tokenize at most this many training bytes; 0 = all
-    sft_steps: int = 600  # instruction-tuning steps after pretraining; 0 = stop after pretraining
-    sft_mixture: str = "alpaca:1,instructions:1"  # SFT task mixture (see `tinylm/tasks`)
-    ifeval_n: int = 300  # held-out checkable instructions scored for the base and the SFT model
-    device: str = "auto"
-    compile: bool = False  # torch.compile the model (first steps slower, then faster)
 
 
 def _field_help(cls) -> dict[str, str]:
@@ -100,7 +84,7 @@ STAGES = {
     "bpb": (C.BpbConfig, "bits per byte of a checkpoint on a text file or corpus"),
     "export": (C.ExportConfig, "export a checkpoint to Hugging Face (LlamaForCausalLM) or llama2.c format"),
     "import": (C.ImportConfig, "import a Hugging Face Llama directory or a llama2.c .bin as a tinylm checkpoint"),
-    "pipeline": (PipelineConfig, "run the default pipeline: tokenizer -> prepare -> pretrain -> bpb -> sample"),
+    "pipeline": (C.PipelineConfig, "run the default pipeline: tokenizer -> prepare -> pretrain -> bpb -> sft -> ifeval"),
 }
 
 
@@ -222,7 +206,7 @@ def _up_to_date(result_json: Path, checkpoint) -> bool:
         return False
 
 
-def run_pipeline(p: PipelineConfig) -> None:
+def run_pipeline(p: C.PipelineConfig) -> None:
     """The default pipeline. Each stage is skipped when its artifact already exists, and training
     stages resume from their newest checkpoint, so running it again continues where it stopped.
 

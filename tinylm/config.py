@@ -218,6 +218,23 @@ class BpbConfig:
     out: str = ""  # optional JSON output path
 
 
+@dataclass
+class PipelineConfig:
+    """The default pipeline (`tinylm pipeline`, `make run`): every stage in order, into run_dir."""
+
+    run_dir: str = "runs/default"  # everything the pipeline writes goes here
+    corpus: str = "gutenberg-children"  # a named corpus or a path (see `tinylm info`)
+    vocab_size: int = 4096  # tokenizer vocabulary
+    preset: str = DEFAULT_MODEL  # model size preset (see `tinylm info`)
+    max_steps: int = 2000  # optimizer steps of 8192 tokens
+    max_train_bytes: int = 0  # tokenize at most this many training bytes; 0 = all
+    sft_steps: int = 600  # instruction-tuning steps after pretraining; 0 = stop after pretraining
+    sft_mixture: str = "alpaca:1,instructions:1"  # SFT task mixture (see `tinylm/tasks`)
+    ifeval_n: int = 300  # held-out checkable instructions scored for the base and the SFT model
+    device: str = "auto"
+    compile: bool = False  # torch.compile the model (first steps slower, then faster)
+
+
 # ---------------------------------------------------------------------------------------------
 # Generic helpers: dict round trip and "section.field=value" overrides
 
