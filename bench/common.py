@@ -25,3 +25,20 @@ def write_result(name: str, path, body: dict) -> dict:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(out, indent=2) + "\n")
     return out
+
+
+class RandomBatches:
+    """A batch source with the loader's interface: fixed random tokens, so no I/O is timed."""
+
+    def __init__(self, B, T, V, seed=0):
+        import torch
+
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randint(0, V, (B, T), generator=g)
+        self.y = torch.randint(0, V, (B, T), generator=g)
+
+    def next_batch(self):
+        return self.x, self.y
+
+    def state_dict(self):
+        return {}

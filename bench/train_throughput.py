@@ -24,24 +24,9 @@ from tinylm.config import TrainConfig, model_preset
 from tinylm.model import GPT, flops_per_token
 from tinylm.runtime import Runtime, measure_matmul_peak
 from tinylm.train.loop import Trainer
-from common import RESULTS, write_result
+from common import RESULTS, RandomBatches, write_result
 
 MODES = ("fp32", "bf16", "bf16+compile")
-
-
-class RandomBatches:
-    """A batch source with the loader's interface: fixed random tokens (no I/O in the timing)."""
-
-    def __init__(self, B, T, V, seed=0):
-        g = torch.Generator().manual_seed(seed)
-        self.x = torch.randint(0, V, (B, T), generator=g)
-        self.y = torch.randint(0, V, (B, T), generator=g)
-
-    def next_batch(self):
-        return self.x, self.y
-
-    def state_dict(self):
-        return {}
 
 
 def tinylm_step_fn(cfg, mode, B, tmp):

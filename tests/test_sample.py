@@ -43,3 +43,12 @@ def test_top_k_one_is_greedy_and_top_p_keeps_the_nucleus():
     seen = {int(sample_next(logits, 1.0, top_p=0.8, generator=g)) for _ in range(300)}
     assert seen == {1, 3}
     assert int(sample_next(logits, 0.0)) == 1
+
+
+def test_batched_generation_equals_one_sequence_at_a_time(model):
+    from tinylm.sample import generate_batch
+
+    prompts = torch.tensor([[3, 17, 5, 9], [1, 2, 3, 4], [8, 8, 8, 8]])
+    out = generate_batch(model, prompts, 20, temperature=0)
+    for row, prompt in zip(out.tolist(), prompts.tolist()):
+        assert row == list(generate(model, prompt, 20, temperature=0))

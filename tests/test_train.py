@@ -155,3 +155,26 @@ def test_keep_last_checkpoints_and_meta_contents(tiny_model_cfg, tiny_train_cfg)
     for key in ("config", "tokenizer_sha256", "code_version", "hardware", "data_state", "tokens_seen"):
         assert key in meta
     assert meta["config"]["model"]["n_layer"] == 2 and meta["tokens_seen"] == 12 * 128
+
+
+def test_gpu_peak_comes_from_the_datasheet_table_not_a_hardcoded_h100(monkeypatch):
+    from tinylm import runtime
+
+    runtime.peak_flops.cache_clear()
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA A100-SXM4-80GB")
+    assert runtime.peak_flops(torch.device("cuda"), torch.bfloat16) == (312e12, "datasheet bf16 dense peak of NVIDIA A100-SXM4-80GB")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H200")
+    assert runtime.peak_flops(torch.device("cuda", 1), torch.bfloat16)[0] == 989e12
+    runtime.peak_flops.cache_clear()
+
+
+def test_mfu_in_metrics_is_tokens_per_second_times_flops_over_peak(tiny_model_cfg, tiny_train_cfg, monkeypatch):
+    from tinylm.model import flops_per_token
+    from tinylm.train import loop
+
+    monkeypatch.setattr(loop, "peak_flops", lambda device, dtype: (1e9, "test peak"))
+    pretrain.run(PretrainConfig(tiny_model_cfg, dataclasses.replace(tiny_train_cfg, max_steps=3, save_every=0)))
+    rows = [json.loads(x) for x in (Path(tiny_train_cfg.run_dir) / "metrics.jsonl").read_text().splitlines()]
+    fpt = flops_per_token(tiny_model_cfg)
+    for r in rows:
+        assert r["mfu"] == pytest.approx(r["tok_per_s"] * fpt / 1e9, rel=1e-3, abs=1e-4)

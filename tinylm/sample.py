@@ -80,6 +80,27 @@ def generate(model: GPT, prompt: list[int], max_new_tokens: int, temperature: fl
             logits = model(ids)[:, -1]
 
 
+@torch.no_grad()
+def generate_batch(model: GPT, prompts: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                   top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> torch.Tensor:
+    """Continue B prompts of equal length at once with one KV cache: (B, T) -> (B, max_new_tokens).
+    No stop tokens (every row runs to max_new_tokens): for throughput and batched sampling."""
+    B, T = prompts.shape
+    if T + max_new_tokens > model.cfg.seq_len:
+        raise ValueError(f"{T} + {max_new_tokens} tokens exceed the context length {model.cfg.seq_len}")
+    p = next(model.parameters())
+    gen = torch.Generator(device=p.device).manual_seed(seed) if seed is not None else None
+    cache = KVCache(model.cfg, B, T + max_new_tokens, p.device, p.dtype)
+    logits = model(prompts.to(p.device), kv_cache=cache)[:, -1]
+    out = torch.empty(B, max_new_tokens, dtype=torch.long, device=p.device)
+    for i in range(max_new_tokens):
+        nxt = sample_next(logits, temperature, top_k, top_p, gen)
+        out[:, i] = nxt
+        if i + 1 < max_new_tokens:
+            logits = model(nxt[:, None], kv_cache=cache)[:, -1]
+    return out
+
+
 class TextStream:
     """Turns a stream of token ids into printable text pieces. A UTF-8 character can span several
     byte-level tokens, so text is only released once it no longer ends in a partial character."""
