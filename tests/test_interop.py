@@ -119,3 +119,14 @@ def test_stories260k_exported_to_hf_runs_in_transformers(stories260k, tmp_path):
     hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf260k")
     out = hf.generate(torch.tensor([[1]]), max_new_tokens=200, do_sample=False, pad_token_id=0)
     assert hf_tok.decode(out[0, 1:], skip_special_tokens=True) == expected
+
+
+def test_model_card_carries_scores_of_exactly_this_checkpoint(run_dir, tmp_path):
+    ckpt = run_dir / "checkpoints" / "step_000005"
+    (run_dir / "bpb-tinystories.json").write_text(json.dumps(
+        {"checkpoint": str(ckpt), "text": "tinystories", "bits_per_byte": 1.2345}))
+    (run_dir / "bpb-old.json").write_text(json.dumps(
+        {"checkpoint": str(run_dir / "checkpoints" / "step_000001"), "text": "old", "bits_per_byte": 9.0}))
+    convert.export(ExportConfig(checkpoint=str(run_dir), format="hf", out=str(tmp_path / "hf")))
+    card = (tmp_path / "hf" / "README.md").read_text()
+    assert "bits per byte, tinystories | 1.2345" in card and "9.0000" not in card

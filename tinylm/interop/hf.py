@@ -74,8 +74,8 @@ def model_card(cfg: ModelConfig, meta: dict, params: int, extra: dict | None = N
     lines = [
         "---", "library_name: transformers", "tags: [tinylm, llama, text-generation]", "---", "",
         "# A tinylm model", "",
-        f"A {params / 1e6:.2f}M-parameter Llama-style model trained from scratch with "
-        "[tinylm](https://github.com) (stage: " + str(meta.get("stage", "pretrain")) + ").", "",
+        f"A {params / 1e6:.2f}M-parameter Llama-style model trained from scratch with tinylm "
+        f"(stage: {meta.get('stage', 'pretrain')}).", "",
         "| | |", "|---|---|",
         f"| layers / width / heads (kv) | {cfg.n_layer} / {cfg.n_embd} / {cfg.n_head} ({cfg.n_kv_head}) |",
         f"| context | {cfg.seq_len} tokens |", f"| vocabulary | {cfg.vocab_size} (byte-level BPE) |",
@@ -98,7 +98,7 @@ def model_card(cfg: ModelConfig, meta: dict, params: int, extra: dict | None = N
     return "\n".join(lines)
 
 
-def export_hf(model, tok, meta: dict, out_dir) -> Path:
+def export_hf(model, tok, meta: dict, out_dir, scores: dict | None = None) -> Path:
     """Write `out_dir` loadable by AutoModelForCausalLM / AutoTokenizer.from_pretrained."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,7 +126,7 @@ def export_hf(model, tok, meta: dict, out_dir) -> Path:
         {k: tok_cfg[k] for k in ("bos_token", "eos_token", "pad_token") if tok_cfg[k]}, indent=2) + "\n")
     atomic_write_text(out / "tinylm.json", json.dumps({"config": to_dict(cfg), "source_meta": {
         k: meta.get(k) for k in ("stage", "step", "tokens_seen", "tokenizer_sha256", "code_version")}}, indent=2) + "\n")
-    atomic_write_text(out / "README.md", model_card(cfg, meta, model.num_params()))
+    atomic_write_text(out / "README.md", model_card(cfg, meta, model.num_params(), scores))
     return out
 
 

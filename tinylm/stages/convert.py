@@ -9,6 +9,7 @@ Run: tinylm export --format hf --checkpoint runs/default/sft --out runs/default/
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -21,11 +22,30 @@ from tinylm.train.checkpoint import find_checkpoint, load_model, save_checkpoint
 from tinylm.util import code_version
 
 
+def scores_of(ckpt: Path) -> dict[str, str]:
+    """Evaluation results computed on exactly this checkpoint, found beside its run (bpb-*.json,
+    ifeval-*.json in the run directory or its parent), for the model card."""
+    found = {}
+    run = ckpt.parent.parent
+    for f in sorted([*run.glob("*.json"), *run.parent.glob("*.json")]):
+        try:
+            r = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if not isinstance(r, dict) or r.get("checkpoint") != str(ckpt):
+            continue
+        if "bits_per_byte" in r:
+            found[f"bits per byte, {r['text']}"] = f"{r['bits_per_byte']:.4f}"
+        elif "score" in r and "task" in r:
+            found[f"{r['task']} constraint satisfaction ({r['decoding']})"] = f"{r['score']:.3f} ± {r['ci95']:.3f}"
+    return found
+
+
 def export(cfg: ExportConfig) -> Path:
     model, tok, meta = load_model(cfg.checkpoint, "cpu")
     out = Path(cfg.out)
     if cfg.format == "hf":
-        hf_io.export_hf(model, tok, meta, out)
+        hf_io.export_hf(model, tok, meta, out, scores_of(find_checkpoint(cfg.checkpoint)))
     elif cfg.format == "llama2c":
         out.mkdir(parents=True, exist_ok=True)
         llama2c.export(model, tok, out / "model.bin", out / "tokenizer.bin")
