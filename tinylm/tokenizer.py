@@ -98,34 +98,34 @@ class Tokenizer:
     def decode(self, ids) -> str:
         return self.hf.decode(list(ids), skip_special_tokens=False)
 
+    @property
+    def byte_level(self) -> bool:
+        return "ByteLevel" in str(self.hf.decoder)
+
     def piece_bytes(self) -> list[bytes]:
-        """The bytes each token stands for (special tokens: their own text), for export."""
+        """What each token id is written as: its bytes for byte-level BPE, its piece text otherwise
+        (SentencePiece "\u2581the", "<0x0A>", special tokens' own text), as llama2.c stores them."""
         inv = {c: b for b, c in _bytes_to_unicode().items()}
         out = [b""] * self.vocab_size
         for tok, i in self.hf.get_vocab().items():
-            if all(c in inv for c in tok) and "ByteLevel" in str(self.hf.decoder):
-                out[i] = bytes(inv[c] for c in tok)
-            else:
-                out[i] = tok.encode("utf-8")
+            out[i] = bytes(inv[c] for c in tok) if self.byte_level and all(c in inv for c in tok) else tok.encode("utf-8")
         return out
 
     @cached_property
     def token_bytes(self) -> list[int]:
         """UTF-8 byte length of every token id; 0 for special tokens (they stand for no text).
         Bits-per-byte divides by these, which makes it comparable across tokenizers."""
-        inv = {c: b for b, c in _bytes_to_unicode().items()}
-        specials = {t.content for t in self.hf.get_added_tokens_decoder().values()}
-        byte_level = "ByteLevel" in str(self.hf.decoder)
-        out = [0] * self.vocab_size
-        for tok, i in self.hf.get_vocab().items():
-            if tok in specials:
-                continue
-            if byte_level and all(c in inv for c in tok):
-                out[i] = len(bytes(inv[c] for c in tok))
-            elif len(tok) == 6 and tok.startswith("<0x") and tok.endswith(">"):  # SentencePiece byte fallback
-                out[i] = 1
-            else:  # SentencePiece piece: "\u2581" stands for one space
-                out[i] = len(tok.replace("\u2581", " ").encode("utf-8"))
+        special_ids = {i for i, t in self.hf.get_added_tokens_decoder().items() if t.content}
+        out = []
+        for i, piece in enumerate(self.piece_bytes()):
+            if i in special_ids:
+                out.append(0)
+            elif not self.byte_level and len(piece) == 6 and piece.startswith(b"<0x") and piece.endswith(b">"):
+                out.append(1)  # SentencePiece byte fallback
+            elif not self.byte_level:
+                out.append(len(piece.replace("\u2581".encode(), b" ")))  # "\u2581" stands for one space
+            else:
+                out.append(len(piece))
         return out
 
 

@@ -18,7 +18,7 @@ from tinylm.interop import hf as hf_io
 from tinylm.interop import llama2c
 from tinylm.model import GPT
 from tinylm.tokenizer import Tokenizer
-from tinylm.train.checkpoint import find_checkpoint, load_model, save_checkpoint
+from tinylm.train.checkpoint import find_checkpoint, load_model, load_state_dict_checked, save_checkpoint
 from tinylm.util import code_version
 
 
@@ -76,10 +76,7 @@ def import_model(cfg: ImportConfig) -> Path:
         if tok.vocab_size != model_cfg.vocab_size:
             print(f"note: tokenizer has {tok.vocab_size} tokens, the model {model_cfg.vocab_size}")
         model = GPT(model_cfg)
-        missing, unexpected = model.load_state_dict(sd, strict=False)
-        allowed = {"lm_head.weight"} if model_cfg.tie_embeddings else set()
-        if set(missing) - allowed or unexpected:
-            raise ValueError(f"{cfg.path}: weights do not fit (missing {missing}, unexpected {unexpected})")
+        load_state_dict_checked(model, sd, cfg.path)
         meta = {"stage": "import", "tokens_seen": 0, "config": {"model": to_dict(model_cfg)},
                 "tokenizer_sha256": tok.sha256, "code_version": code_version(),
                 "source": {"format": cfg.format, "path": str(cfg.path), "tokenizer": str(cfg.tokenizer or tok_path)}}

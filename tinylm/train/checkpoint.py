@@ -37,12 +37,16 @@ def _model_tensors(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
 
 
-def load_model_weights(model, path) -> None:
-    sd = load_file(str(path))
+def load_state_dict_checked(model, sd: dict, source) -> None:
+    """Load weights, allowing only the tied output head to be absent; name `source` on mismatch."""
     missing, unexpected = model.load_state_dict(sd, strict=False)
     allowed = {"lm_head.weight"} if model.cfg.tie_embeddings else set()
     if set(missing) - allowed or unexpected:
-        raise ValueError(f"{path}: weights do not match the model (missing {missing}, unexpected {unexpected})")
+        raise ValueError(f"{source}: weights do not match the model (missing {missing}, unexpected {unexpected})")
+
+
+def load_model_weights(model, path) -> None:
+    load_state_dict_checked(model, load_file(str(path)), path)
 
 
 def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], list]:
