@@ -10,6 +10,8 @@
     tinylm generate   --prompt P     one chat answer                           (ChatConfig)
     tinylm ifeval     [--field v]    instruction-following score               (IFEvalConfig)
     tinylm bpb        [--field v]    bits per byte of a checkpoint on a text   (BpbConfig)
+    tinylm eval       --model M --tasks a,b [--limit N]   evaluation harness        (EvalConfig)
+    tinylm compare    RESULTS...     one table across models' eval.json files
     tinylm export     --format hf|llama2c --checkpoint C --out D                (ExportConfig)
     tinylm import     --format hf|llama2c --path P [--tokenizer T] --out RUN    (ImportConfig)
     tinylm pipeline   [--field v]    the default pipeline, stage after stage    (PipelineConfig)
@@ -82,6 +84,7 @@ STAGES = {
     "generate": (C.ChatConfig, "answer one prompt with the chat template (--prompt)"),
     "ifeval": (C.IFEvalConfig, "constraint satisfaction on held-out checkable instructions"),
     "bpb": (C.BpbConfig, "bits per byte of a checkpoint on a text file or corpus"),
+    "eval": (C.EvalConfig, "evaluate a model (tinylm, llama2.c .bin or Hugging Face) on benchmark tasks"),
     "export": (C.ExportConfig, "export a checkpoint to Hugging Face (LlamaForCausalLM) or llama2.c format"),
     "import": (C.ImportConfig, "import a Hugging Face Llama directory or a llama2.c .bin as a tinylm checkpoint"),
     "pipeline": (C.PipelineConfig, "run the default pipeline: tokenizer -> prepare -> pretrain -> bpb -> sft -> ifeval"),
@@ -104,10 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("pretrain", "sft"):
             p.add_argument("--resume", action="store_true",
                            help="continue from the newest checkpoint in train.run_dir (exact: same losses)")
+        if name == "eval":
+            p.add_argument("--list_tasks", action="store_true", help="list the evaluation tasks and suites, then exit")
         if name == "pretrain":
             p.add_argument("--preset", choices=list(C.MODEL_PRESETS), default=None,
                            help=f"model size preset (default: {C.DEFAULT_MODEL}); --model.* flags override it")
         _add_config_flags(p, cls)
+    p = sub.add_parser("compare", help="one table across models from their eval.json results (with chance and CIs)")
+    p.add_argument("results", nargs="+", metavar="RESULTS", help="eval output directories or eval.json files")
+    p.add_argument("--out", default="", help="also write the table to this Markdown file")
     return parser
 
 
@@ -137,6 +145,14 @@ def main(argv=None) -> int:
         return 0
     if args.command == "info":
         cmd_info()
+        return 0
+    if args.command == "compare" or (args.command == "eval" and args.list_tasks):
+        from tinylm.stages import eval as eval_stage
+        try:
+            eval_stage.list_tasks() if args.command == "eval" else eval_stage.compare(args.results, args.out)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         return 0
     cls = STAGES[args.command][0]
     base = None
@@ -186,6 +202,9 @@ def main(argv=None) -> int:
         elif args.command == "bpb":
             from tinylm.stages import bpb
             bpb.run(cfg)
+        elif args.command == "eval":
+            from tinylm.stages import eval as eval_stage
+            eval_stage.run(cfg)
         elif args.command == "pipeline":
             run_pipeline(cfg)
     except (DataError, NonFiniteLossError, ResumeMismatchError, FileNotFoundError, ChatFormatError, ValueError) as e:

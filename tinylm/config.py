@@ -208,6 +208,18 @@ class SampleConfig:
 
 
 @dataclass
+class EvalConfig:
+    model: str = "runs/default"  # tinylm run/checkpoint dir, llama2.c .bin (with --tokenizer), or HF directory
+    tokenizer: str = ""  # llama2.c: tokenizer .bin or SentencePiece .model
+    tasks: str = "default"  # comma-separated task names or suites (default, quick); --list_tasks shows them
+    limit: int = 0  # examples per task (per subject for MMLU, per paradigm for BLiMP); 0 = all
+    out: str = ""  # output directory; default <run dir>/eval for tinylm models, runs/eval/<name> otherwise
+    batch_tokens: int = 8192  # padded tokens per forward pass when scoring
+    dtype: str = "fp32"  # fp32 | bf16 (autocast for the forward pass; scores in fp32 either way)
+    device: str = "auto"
+
+
+@dataclass
 class BpbConfig:
     checkpoint: str = "runs/default"
     text: str = "tinystories"  # a file path, or a named corpus (its validation split)

@@ -155,8 +155,10 @@ class GPT(nn.Module):
             else:
                 nn.init.ones_(p)  # RMSNorm gains
 
-    def forward(self, idx, kv_cache: KVCache | None = None):
-        """idx: (B, T) token ids -> logits (B, T, vocab_size)."""
+    def forward(self, idx, kv_cache: KVCache | None = None, return_hidden: bool = False):
+        """idx: (B, T) token ids -> logits (B, T, vocab_size), or with return_hidden the final
+        normed hidden states (B, T, C), so a caller that needs a few positions' logits (scoring
+        a continuation) applies lm_head to those alone."""
         B, T = idx.size()
         start = kv_cache.pos if kv_cache is not None else 0
         if start + T > self.cfg.seq_len:
@@ -168,7 +170,7 @@ class GPT(nn.Module):
         if kv_cache is not None:
             kv_cache.pos += T
         x = self.norm(x)
-        return self.lm_head(x)  # (B, T, V)
+        return x if return_hidden else self.lm_head(x)  # (B, T, V)
 
     # ------------------------------------------------------------------ accounting
     def num_params(self, non_embedding: bool = False) -> int:

@@ -46,7 +46,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 class Tokenizer:
     """Thin wrapper around a `tokenizers.Tokenizer` with the ids tinylm needs."""
 
-    def __init__(self, hf: HFTokenizer, path: str | None = None):
+    def __init__(self, hf: HFTokenizer, path: str | None = None, doc_start: str | None = None):
         self.hf = hf
         # Text is always text: a story that contains the string "<|user|>" or "<|endoftext|>" is
         # encoded byte by byte, never as a control token. Special tokens enter sequences by id only
@@ -55,7 +55,9 @@ class Tokenizer:
         self.path = path
         # the token that opens a document: tinylm's <|endoftext|>, or <s> in SentencePiece
         # vocabularies (llama2.c and Llama models imported into tinylm)
-        found = [i for i in (hf.token_to_id(t) for t in DOC_START_TOKENS) if i is not None]
+        # (`doc_start` names it for tokenizers from elsewhere, e.g. a Hugging Face model's BOS)
+        candidates = (doc_start,) if doc_start else DOC_START_TOKENS
+        found = [i for i in (hf.token_to_id(t) for t in candidates) if i is not None]
         if not found:
             raise ValueError(f"tokenizer {path or ''} has no {EOT} (or <s>) token to start documents with")
         self.eot_id = found[0]

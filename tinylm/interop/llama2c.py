@@ -139,6 +139,61 @@ def read_vocab(path) -> tuple[list[bytes], list[float], int]:
     return pieces, scores, max_len
 
 
+def _varint(buf: bytes, off: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if off >= len(buf):
+            raise ValueError("truncated varint")
+        b = buf[off]
+        off += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, off
+
+
+def _proto_fields(buf: bytes):
+    """(field number, wire type, value) of a protobuf message: just enough to read SentencePiece."""
+    off = 0
+    while off < len(buf):
+        key, off = _varint(buf, off)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, off = _varint(buf, off)
+        elif wire == 1:
+            value, off = buf[off : off + 8], off + 8
+        elif wire == 2:
+            n, off = _varint(buf, off)
+            value, off = buf[off : off + n], off + n
+        elif wire == 5:
+            value, off = buf[off : off + 4], off + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        yield field, wire, value
+
+
+def read_sentencepiece_model(path) -> tuple[list[bytes], list[float]]:
+    """(pieces, scores) of a SentencePiece `.model` (ModelProto field 1: pieces with piece=1,
+    score=2), written the way llama2.c's tokenizer.bin stores them ("\u2581" as a space)."""
+    try:
+        pieces, scores = [], []
+        for field, wire, value in _proto_fields(Path(path).read_bytes()):
+            if field == 1 and wire == 2:
+                piece, score = b"", 0.0
+                for f, w, v in _proto_fields(value):
+                    if f == 1 and w == 2:
+                        piece = v.decode("utf-8").replace("\u2581", " ").encode("utf-8")
+                    elif f == 2 and w == 5:
+                        (score,) = struct.unpack("<f", v)
+                pieces.append(piece)
+                scores.append(score)
+    except (ValueError, UnicodeDecodeError, struct.error) as e:
+        raise ValueError(f"{path}: not a SentencePiece model ({e})") from e
+    if not pieces:
+        raise ValueError(f"{path}: no pieces found; not a SentencePiece model")
+    return pieces, scores
+
+
 def write_vocab(path, pieces: list[bytes], scores: list[float]) -> None:
     with open(path, "wb") as f:
         f.write(struct.pack("<i", max(len(p) for p in pieces)))
@@ -147,10 +202,14 @@ def write_vocab(path, pieces: list[bytes], scores: list[float]) -> None:
 
 
 def hf_tokenizer(path):
-    """A Hugging Face `tokenizers.Tokenizer` equivalent to a llama2.c SentencePiece vocabulary."""
+    """A Hugging Face `tokenizers.Tokenizer` equivalent to a llama2.c SentencePiece vocabulary,
+    from llama2.c's tokenizer `.bin` or the SentencePiece `.model` it was exported from."""
     from tokenizers import Tokenizer, decoders, models, normalizers
 
-    pieces, scores, _ = read_vocab(path)
+    if str(path).endswith(".model"):
+        pieces, scores = read_sentencepiece_model(path)
+    else:
+        pieces, scores, _ = read_vocab(path)
     names = []
     for i, p in enumerate(pieces):
         if i == 1:

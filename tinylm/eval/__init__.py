@@ -1,0 +1,1 @@
+"""Evaluation harness: `tinylm eval --model MODEL --tasks a,b,c` (see tinylm/eval/harness.py)."""

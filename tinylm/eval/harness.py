@@ -1,0 +1,149 @@
+"""Run evaluation tasks on one model and write what they found.
+
+    tinylm eval --model runs/default --tasks default          # every task (see tasks/__init__.py)
+    tinylm eval --model ../shared/data/checkpoints/stories260K.bin \\
+                --tokenizer ../shared/data/checkpoints/tok512.bin --tasks blimp,wikitext --limit 100
+    tinylm compare runs/default/eval runs/default/sft/eval results/stories260K/eval
+
+Writes OUT/eval.json (schema `tinylm.eval/1`: model, hardware, code version, and per task its
+metrics with standard errors and 95% intervals, chance level, examples, few-shot setting,
+seconds, truncations, malformed rows), OUT/eval.md (the table) and OUT/samples.md (the
+qualitative generations). Running again into the same OUT for the same model replaces the tasks
+it runs and keeps the others, so a suite can be built up task by task.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from pathlib import Path
+
+from tinylm.eval import tasks as registry
+from tinylm.eval.tasks.base import TaskDataError
+from tinylm.util import atomic_write_text, code_version, hardware_info
+
+SCHEMA = "tinylm.eval/1"
+
+
+def evaluate(lm, task_names: list[str], limit: int = 0, log=print) -> dict:
+    results, errors = {}, {}
+    for name in task_names:
+        task = registry.get(name)
+        task.name = name
+        lm.counters.requests = lm.counters.truncated = 0
+        t0 = time.time()
+        try:
+            res = task.run(lm, limit)
+        except TaskDataError as e:
+            errors[name] = str(e)
+            log(f"{name}: skipped: {e}")
+            continue
+        res["seconds"] = round(time.time() - t0, 1)
+        res["requests"] = lm.counters.requests
+        res["truncated"] = lm.counters.truncated
+        results[name] = res
+        log(summary_line(name, res))
+    return {"tasks": results, "errors": errors}
+
+
+def fmt_metric(m: dict, digits: int = 3) -> str:
+    v = m.get("value")
+    if v is None:
+        return "-"
+    s = f"{v:.{digits}f}" if abs(v) < 1000 else f"{v:,.0f}"
+    if m.get("ci95"):
+        s += f" ± {(m['ci95'][1] - m['ci95'][0]) / 2:.{digits}f}"
+    return s
+
+
+def summary_line(name: str, res: dict) -> str:
+    if not res.get("primary"):
+        return f"{name:<24} {res['n']} generations ({res['seconds']}s)"
+    m = res["metrics"][res["primary"]]
+    chance = f", chance {res['chance']:.3f}" if res.get("chance") else ""
+    trunc = f", {res['truncated']} truncated" if res.get("truncated") else ""
+    bad = f", {res['malformed']} malformed skipped" if res.get("malformed") else ""
+    return (f"{name:<24} {res['primary']} {fmt_metric(m)} (n={res['n']:,}{chance}{trunc}{bad}; "
+            f"{res['seconds']}s)")
+
+
+def markdown_table(doc: dict) -> str:
+    m = doc["model"]
+    lines = [f"# Evaluation: {m.get('name')}\n",
+             f"Model `{m.get('spec')}` ({m.get('kind')}, {m.get('params', 0):,} parameters, context {m.get('seq_len')}); "
+             f"{doc['date']}, code {doc['code_version']}, {doc['seconds']:.0f} s"
+             + (f", --limit {doc['limit']}" if doc.get("limit") else "") + ".\n",
+             "| task | metric | value ± 95% CI | chance | n | shots | truncated | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in doc["tasks"].items():
+        if not r.get("primary"):
+            continue
+        for metric, v in r["metrics"].items():
+            chance = f"{r['chance']:.3f}" if r.get("chance") is not None and metric.startswith("acc") else ""
+            mark = "**" if metric == r["primary"] else ""
+            lines.append(f"| {name} | {mark}{metric}{mark} | {fmt_metric(v)} | {chance} | {r['n']:,} | "
+                         f"{r.get('num_fewshot', 0)} | {r.get('truncated', 0):,} | {r.get('seconds', 0)} |")
+    for name, err in doc.get("errors", {}).items():
+        lines.append(f"| {name} | not run | {err} | | | | | |")
+    for name, r in doc["tasks"].items():
+        for key, groups in (r.get("breakdown") or {}).items():
+            if key in ("paradigm", "subject", "constraint") or not groups:
+                continue
+            lines += [f"\n**{name} by {key}**\n", "| group | value | n |", "|---|---|---|"]
+            for g, v in groups.items():
+                val = v.get("acc", v.get("score"))
+                lines.append(f"| {g} | {val:.3f} | {v.get('n', '')} |")
+    lines.append("\nProtocols:\n")
+    lines += [f"- `{n}`: {r['protocol']}" for n, r in doc["tasks"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def samples_markdown(doc: dict) -> str:
+    m = doc["model"]
+    out = [f"# Samples: {m.get('name')}\n", f"Model `{m.get('spec')}`; {doc['date']}.\n"]
+    s = doc["tasks"].get("samples")
+    if s:
+        out.append(f"{s['protocol']} (prompt format: {s.get('prompt_format')}).\n")
+        for i, x in enumerate(s["samples"], 1):
+            out += [f"## {i}. {x['kind']}: {x['prompt']}\n", "```text", x["output"].replace("```", "'''"), "```\n"]
+    for name in ("ifeval", "ifeval-sampled"):
+        r = doc["tasks"].get(name)
+        if r and r.get("examples"):
+            out.append(f"## {name}: first responses\n")
+            for x in r["examples"][:6]:
+                out += [f"**{x['kind']}** (score {x['score']:.2f}) *{x['prompt']}*\n", "```text",
+                        x["response"].replace("```", "'''"), "```\n"]
+    return "\n".join(out)
+
+
+def write(doc: dict, out_dir) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "eval.json"
+    if path.exists():  # keep tasks this run did not redo, if it is the same model
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        if old.get("model", {}).get("spec") == doc["model"].get("spec") and old.get("limit") == doc.get("limit"):
+            doc["tasks"] = {**{k: v for k, v in old.get("tasks", {}).items() if k not in doc["tasks"]}, **doc["tasks"]}
+            doc["errors"] = {k: v for k, v in {**old.get("errors", {}), **doc["errors"]}.items() if k not in doc["tasks"]}
+            doc["seconds"] = sum(r.get("seconds", 0) for r in doc["tasks"].values())
+    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+    atomic_write_text(out / "eval.md", markdown_table(doc))
+    atomic_write_text(out / "samples.md", samples_markdown(doc))
+    return path
+
+
+def run(lm, task_names: list[str], limit: int, out_dir, extra: dict | None = None) -> dict:
+    t0 = time.time()
+    found = evaluate(lm, task_names, limit)
+    doc = {"schema": SCHEMA, "model": lm.info, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "code_version": code_version(), "hardware": hardware_info(), "limit": limit or None,
+           "seconds": round(time.time() - t0, 1), "prefix_doc_start": True, **(extra or {}), **found}
+    path = write(doc, out_dir)
+    print(f"eval: {len(found['tasks'])} task(s) in {doc['seconds']:.0f}s -> {path} (+ eval.md, samples.md)")
+    if found["errors"]:
+        print(f"eval: {len(found['errors'])} task(s) not run: {', '.join(found['errors'])}")
+    return doc
