@@ -9,27 +9,17 @@ Run: tinylm ifeval --checkpoint runs/default/sft --n 300 --out runs/default/ifev
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from pathlib import Path
 
-from tinylm.chat import ContextFullError, respond
+from tinylm.chat import respond
 from tinylm.config import IFEvalConfig, to_dict
+from tinylm.eval.tasks.generation import score_instructions, summarize_instructions
 from tinylm.runtime import resolve_device
 from tinylm.tasks import get_task
 from tinylm.train.checkpoint import find_checkpoint, load_model
 from tinylm.util import atomic_write_text
-
-
-def _mean_ci(xs: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its normal-approximation 95% confidence interval."""
-    n = len(xs)
-    if n == 0:
-        return float("nan"), float("nan")
-    m = sum(xs) / n
-    var = sum((x - m) ** 2 for x in xs) / max(n - 1, 1)
-    return m, 1.96 * math.sqrt(var / n)
 
 
 def run(cfg: IFEvalConfig) -> dict:
@@ -42,36 +32,22 @@ def run(cfg: IFEvalConfig) -> dict:
     if cfg.n:
         examples = examples[: cfg.n]
     t0 = time.time()
-    rows, skipped = [], 0
-    for i, ex in enumerate(examples):
-        for s in range(cfg.samples):
-            try:
-                response = respond(model, tok, ex.prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k,
-                                   seed=cfg.seed + 1000 * i + s)
-            except ContextFullError:
-                skipped += 1
-                continue
-            res = task.check(ex, response)
-            rows.append({"kind": ex.meta.get("kind"), "prompt": ex.prompt[-1]["content"], "response": response,
-                         "reference": ex.messages[-1]["content"], "score": res.score, "details": res.details,
-                         "reference_score": task.check(ex, ex.messages[-1]["content"]).score})
-    scores = [r["score"] for r in rows]
-    mean, ci = _mean_ci(scores)
-    by_kind = {}
-    for kind in sorted({r["kind"] for r in rows}):
-        m, c = _mean_ci([r["score"] for r in rows if r["kind"] == kind])
-        by_kind[kind] = {"score": m, "ci95": c, "n": sum(r["kind"] == kind for r in rows)}
-    by_constraint: dict[str, list[float]] = {}
-    for r in rows:
-        for d in r["details"]:
-            by_constraint.setdefault(d["type"], []).append(d["score"])
+
+    def respond_fn(messages, max_new_tokens, temperature, top_k, seed):
+        return respond(model, tok, messages, max_new_tokens, temperature, top_k, seed=seed)
+
+    rows, skipped = score_instructions(task, examples, respond_fn, cfg.temperature, cfg.top_k, cfg.max_new_tokens,
+                                       cfg.samples, cfg.seed)
+    s = summarize_instructions(rows)
+    mean, ci = s["score"]["value"], (s["score"]["ci95"][1] - s["score"]["value"]) if s["score"]["ci95"] else float("nan")
+    by_kind = {k: {"score": v["value"], "ci95": (v["ci95"][1] - v["value"]) if v["ci95"] else float("nan"), "n": v["n"]}
+               for k, v in s["by_kind"].items()}
     out = {
         "checkpoint": str(find_checkpoint(cfg.checkpoint)), "stage": meta.get("stage"), "task": cfg.task,
         "decoding": "greedy" if cfg.temperature <= 0 else f"temperature {cfg.temperature}, top_k {cfg.top_k}",
         "n_prompts": len(examples), "n_responses": len(rows), "skipped_context_full": skipped,
-        "score": mean, "ci95": ci, "perfect_rate": sum(s == 1.0 for s in scores) / max(len(scores), 1),
-        "reference_score": sum(r["reference_score"] for r in rows) / max(len(rows), 1),
-        "by_kind": by_kind, "by_constraint": {k: sum(v) / len(v) for k, v in by_constraint.items()},
+        "score": mean, "ci95": ci, "perfect_rate": s["perfect_rate"], "reference_score": s["reference_score"],
+        "by_kind": by_kind, "by_constraint": s["by_constraint"],
         "seconds": round(time.time() - t0, 1), "config": to_dict(cfg),
     }
     print(f"ifeval {cfg.task} ({out['decoding']}): constraint satisfaction {mean:.3f} ± {ci:.3f} over {len(rows)} "
