@@ -116,8 +116,9 @@ def stage_curves(rows: list[dict], keys: list[str], path: Path, title: str = "",
 
 
 def grouped_bars(groups: list[str], bars: dict[str, list[float]], path: Path, ylabel: str,
-                 errors: dict[str, list[float]] | None = None, ylim=(0, 1)) -> Path | None:
-    """Side-by-side bars: one group per category, one bar per model (with optional error bars)."""
+                 errors: dict[str, list[float]] | None = None, ylim=(0, 1), chance: list | None = None) -> Path | None:
+    """Side-by-side bars: one group per category, one bar per model (with optional error bars and a
+    black tick at each group's chance level)."""
     if not groups or not bars:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 2.6))
@@ -127,12 +128,16 @@ def grouped_bars(groups: list[str], bars: dict[str, list[float]], path: Path, yl
         err = (errors or {}).get(name)
         ax.bar(xs, [v if _num(v) else 0 for v in vals], width, label=name,
                yerr=[e if _num(e) else 0 for e in err] if err else None, capsize=2)
+    marked = [(g, c) for g, c in enumerate(chance or []) if _num(c)]
+    for i, (g, c) in enumerate(marked):
+        ax.hlines(c, g - 0.45, g + 0.45, colors="black", lw=1.2, label="chance" if i == 0 else None)
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(groups, rotation=20 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center")
     ax.set_ylabel(ylabel)
     if ylim:
         ax.set_ylim(*ylim)
-    ax.legend(ncols=min(len(bars), 4))
+    ax.legend(ncols=min(len(bars) + (1 if chance else 0), 5), loc="lower center", bbox_to_anchor=(0.5, 1.0),
+              frameon=False)
     return _save(fig, path)
 
 

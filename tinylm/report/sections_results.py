@@ -237,6 +237,26 @@ def eval_table(models) -> Table:
                  source=", ".join(rel(p) for _, _, p in models))
 
 
+def eval_figure(ctx: Context, models) -> Figure | None:
+    """Accuracy-like tasks (those with a chance level) side by side, with CIs and chance ticks."""
+    tasks = [t for t in sorted({t for _, ev, _ in models for t in (ev.get("tasks") or {})},
+                               key=lambda t: (TASK_ORDER.index(t) if t in TASK_ORDER else len(TASK_ORDER), t))
+             if any(isinstance(((ev.get("tasks") or {}).get(t) or {}).get("chance"), (int, float)) for _, ev, _ in models)]
+    if not tasks:
+        return None
+    bars, errs, chance = {}, {}, []
+    for t in tasks:
+        chance.append(next(((ev.get("tasks") or {}).get(t) or {}).get("chance") for _, ev, _ in models
+                           if ((ev.get("tasks") or {}).get(t) or {}).get("chance") is not None))
+    for label, ev, _ in models:
+        ms = [primary((ev.get("tasks") or {}).get(t) or {})[1] for t in tasks]
+        bars[label] = [m.get("value") for m in ms]
+        errs[label] = [_half_ci(m) for m in ms]
+    f = figures.grouped_bars(tasks, bars, ctx.fig_dir / "eval_tasks.png", "primary metric", errs, chance=chance)
+    return Figure(f, "Tasks with a chance level: primary metric with 95% CIs; black ticks mark chance.",
+                  "the eval.json files of the table above") if f else None
+
+
 def eval_reading(models) -> list[str]:
     """Plain-language findings that follow from the numbers: above chance or not, clear differences."""
     out = []
@@ -317,6 +337,9 @@ def evaluation_section(ctx: Context) -> Section:
             s.add(Missing("Not available: no bpb-*.json or eval/eval.json in any run."))
         return s
     s.add(eval_table(models))
+    f = eval_figure(ctx, models)
+    if f:
+        s.add(f)
     mc = [label for label, ev, _ in models if ev.get("limit")]
     if mc:
         s.add(Paragraph(f"Evaluated on a subset (--limit) for {', '.join(mc)}: CIs are wider than on the full sets."))
