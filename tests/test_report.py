@@ -288,3 +288,20 @@ def test_pdf_builds_when_a_tex_engine_is_installed(built):
     pdf, note = build_pdf(paths["tex"])
     assert pdf is not None, note
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 20000
+
+
+def test_malformed_artifacts_are_reported_not_fatal(tmp_path):
+    run = make_run(tmp_path, "bad")
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["model_info"] = {"params": "many", "flops_per_token": None}
+    _json(run / "config.json", cfg)
+    _jsonl(run / "metrics.jsonl", [{"step": "ten", "tokens": "x", "loss": "nan?"}, [1, 2], {"step": 10, "loss": 3.0}])
+    _json(run / "eval" / "eval.json", {"schema": "tinylm.eval/1", "tasks": {"blimp": [1, 2], "piqa": {"metrics": {"acc": 0.6}}}})
+    (run / "sft" / "summary.json").write_text("{not json")
+    _json(run / "dpo" / "summary.json", [1, 2, 3])
+    (run / "ifeval-sft.json").write_text("")
+    md = write_report([run], tmp_path / "out", pdf=False)["md"].read_text()
+    assert "Corrupt metrics lines skipped: 1 in total" in md
+    assert "task 'blimp' is malformed" in md and "sft/summary.json: unreadable JSON" in md
+    assert "dpo/summary.json: not a JSON object" in md
+    assert "could not be built" not in md  # every section coped on its own, not through the safety net

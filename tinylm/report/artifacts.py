@@ -44,6 +44,9 @@ class FileLog:
         except (OSError, ValueError) as e:
             self.problems.append(f"{path}: unreadable JSON ({e.__class__.__name__}: {e})")
             return None
+        if not isinstance(obj, dict):  # every artifact tinylm writes is one JSON object
+            self.problems.append(f"{path}: not a JSON object; ignored")
+            return None
         self.read.append((str(path), ""))
         return obj
 
@@ -167,10 +170,20 @@ def _newest_meta(run_dir: Path) -> Path | None:
 def _read_eval(log: FileLog, d: Path) -> tuple[dict | None, Path | None]:
     path = d / "eval.json"
     obj = log.json(path)
-    if obj is not None and not isinstance(obj.get("tasks", {}), dict):
-        log.problems.append(f"{path}: 'tasks' is not an object; ignored")
+    if obj is None:
         return None, None
-    return (obj, path) if isinstance(obj, dict) else (None, None)
+    if not isinstance(obj, dict) or not isinstance(obj.get("tasks", {}), dict):
+        log.problems.append(f"{path}: not a tinylm.eval/1 object with a 'tasks' mapping; ignored")
+        return None, None
+    tasks = {}
+    for name, t in obj.get("tasks", {}).items():  # keep tasks whose metrics can be read
+        if isinstance(t, dict) and isinstance(t.get("metrics", {}), dict):
+            t["metrics"] = {k: m for k, m in t.get("metrics", {}).items() if isinstance(m, dict)}
+            tasks[name] = t
+        else:
+            log.problems.append(f"{path}: task {name!r} is malformed; ignored")
+    obj["tasks"] = tasks
+    return obj, path
 
 
 def read_stage(log: FileLog, run_dir: Path, name: str) -> Stage:
@@ -202,7 +215,7 @@ def read_sweeps(log: FileLog, paths) -> dict[str, dict]:
             if is_sweep(obj) and _sweep_axes(obj) is not None:
                 out[str(f)] = obj
             elif obj is not None:
-                log.read[-1] = (str(f), "not a sweep (no varying input and loss column); not used")
+                log.read[-1] = (str(f), "not a sweep; unused")
     return out
 
 

@@ -88,7 +88,13 @@ class Document:
 # --------------------------------------------------------------------------- number formatting
 
 def _bad(x) -> bool:
-    return x is None or (isinstance(x, float) and not math.isfinite(x))
+    """Not a finite number (None, NaN, a string where a number belongs in a hand-edited artifact)."""
+    return not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x)
+
+
+def num(x):
+    """`x` when it is a finite number, else None: artifact values are checked once, where they are read."""
+    return None if _bad(x) else x
 
 
 def fint(x) -> str:

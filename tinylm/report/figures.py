@@ -157,6 +157,9 @@ def sweep(rows: list[dict], x: str, y: str, path: Path, fit: tuple[float, float]
         ax.legend()
     if logx and min(xs) > 0:
         ax.set_xscale("log")
+        if len(xs) <= 8:  # label the measured points themselves
+            ax.set_xticks(xs, [f"{v:g}" if v < 1e5 else f"{v:.3g}" for v in xs])
+            ax.minorticks_off()
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     return _save(fig, path)

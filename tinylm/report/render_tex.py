@@ -147,7 +147,8 @@ def _verbatim(v: Verbatim) -> str:
     lines = []
     for line in v.text.expandtabs(4).splitlines() or [""]:
         line = line.rstrip()
-        lines += textwrap.wrap(line, VERBATIM_COLS) or [""]  # leading indentation (verse) is kept
+        # leading indentation (verse) is kept; a wrapped line's continuation is indented
+        lines += textwrap.wrap(line, VERBATIM_COLS, subsequent_indent="    ") or [""]
     body = "\\\\\n".join(tex_escape(ln, tt=True).replace(" ", "~") or r"\mbox{}" for ln in lines)
     return f"\\begin{{sample}}{{{_text(v.label)}}}\n{body}\n\\end{{sample}}\n"
 

@@ -128,7 +128,7 @@ def sweeps_section(ctx: Context, sweeps: dict[str, dict]) -> Section:
             sub.add(Paragraph(f"Command: `{obj['command']}`" + (f"; corpus `{obj['corpus']}`" if obj.get("corpus") else "")
                               + (f"; {obj['steps']} steps" if obj.get("steps") else "") + "."))
         cols = [x, y] + [k for k in rows[0] if k not in (x, y) and isinstance(rows[0][k], (int, float))
-                         and not isinstance(rows[0][k], bool)][:5]
+                         and not isinstance(rows[0][k], bool)][:4]
         sub.add(Table(cols, [[_cell(r.get(c)) for c in cols] for r in rows], caption=f"{title}: one row per setting.",
                       source=rel(path)))
         fit = None
@@ -254,5 +254,5 @@ def reproducibility_section(ctx: Context, extra_logs=()) -> Section:
     if problems:
         s.add(Paragraph("Problems met while reading:"), Bullets(problems))
     if rows:
-        s.add(Table(["artifact read", "lines"], rows, caption="Every file this report read.", align="ll"))
+        s.add(Table(["artifact read", "note"], rows, caption="Every file this report read.", align="ll"))
     return s

@@ -16,7 +16,7 @@ from tinylm.report import figures
 from tinylm.report.artifacts import Run
 from tinylm.report.cost import CostAssumptions, estimate
 from tinylm.report.document import (Bullets, Figure, Missing, Paragraph, Section, Table, fbytes, fduration,
-                                    ffloat, fint, fpct, fsi)
+                                    ffloat, fint, fpct, fsi, num)
 
 
 @dataclass
@@ -46,7 +46,7 @@ def missing(run: Run, what: str) -> Missing:
 # --------------------------------------------------------------------------- derived numbers
 
 def train_rows(run_rows: list[dict]) -> list[dict]:
-    return [r for r in run_rows if isinstance(r.get("loss"), (int, float))]
+    return [r for r in run_rows if num(r.get("loss")) is not None]
 
 
 def last_row(rows: list[dict]) -> dict:
@@ -55,11 +55,11 @@ def last_row(rows: list[dict]) -> dict:
 
 
 def val_rows(rows: list[dict], key: str) -> list[dict]:
-    return [r for r in rows if isinstance(r.get(key), (int, float))]
+    return [r for r in rows if num(r.get(key)) is not None]
 
 
 def median_of(rows: list[dict], key: str):
-    vals = [r[key] for r in rows if isinstance(r.get(key), (int, float)) and r[key] > 0]
+    vals = [r[key] for r in rows if num(r.get(key)) is not None and r[key] > 0]
     return statistics.median(vals) if vals else None
 
 
@@ -71,16 +71,17 @@ def pretrain_numbers(run: Run) -> dict:
     info = run.model_info()
     fpt = info.get("flops_per_token")
     tokens = last.get("tokens")
+    fpt, tokens = num(fpt), num(tokens)
     out = {
-        "params": info.get("params"), "params_non_embedding": info.get("params_non_embedding"),
-        "flops_per_token": fpt, "steps": last.get("step"), "tokens": tokens, "elapsed_s": last.get("elapsed_s"),
-        "final_loss": last.get("loss"), "val_bpb_first": vals[0]["val_bpb"] if vals else None,
-        "val_bpb": vals[-1]["val_bpb"] if vals else None, "val_bpb_step": vals[-1].get("step") if vals else None,
+        "params": num(info.get("params")), "params_non_embedding": num(info.get("params_non_embedding")),
+        "flops_per_token": fpt, "steps": num(last.get("step")), "tokens": tokens, "elapsed_s": num(last.get("elapsed_s")),
+        "final_loss": num(last.get("loss")), "val_bpb_first": vals[0]["val_bpb"] if vals else None,
+        "val_bpb": vals[-1]["val_bpb"] if vals else None, "val_bpb_step": num(vals[-1].get("step")) if vals else None,
         "tok_per_s": median_of(rows, "tok_per_s"), "mfu": median_of(rows, "mfu"),
         "total_flops": fpt * tokens if fpt and tokens else None,
     }
     peaks = [r["tok_per_s"] * fpt / r["mfu"] for r in rows
-             if fpt and isinstance(r.get("mfu"), (int, float)) and r["mfu"] > 0 and r.get("tok_per_s")]
+             if fpt and num(r.get("mfu")) and r["mfu"] > 0 and num(r.get("tok_per_s"))]
     out["peak_flops"] = statistics.median(peaks) if peaks else None
     return out
 
@@ -224,7 +225,8 @@ def architecture_section(ctx: Context) -> Section:
     if m.get("tie_embeddings"):
         emb = m.get("vocab_size", 0) * m.get("n_embd", 0)
         params = runs[0].model_info().get("params")
-        share = f" ({fint(emb)} parameters, {fpct(emb / params)} of {runs[0].name})" if params else ""
+        ok = isinstance(params, int) and isinstance(emb, int) and params > 0
+        share = f" ({fint(emb)} parameters, {fpct(emb / params)} of {runs[0].name})" if ok else ""
         choices.append(f"Tied input and output embeddings{share}: at this size the embedding is a large part of "
                        "the model, and tying it saves that much again (a GPT-2 choice; Llama unties at scale).")
     if m.get("n_kv_head") and m.get("n_head") and m["n_kv_head"] < m["n_head"]:
