@@ -305,3 +305,15 @@ def test_malformed_artifacts_are_reported_not_fatal(tmp_path):
     assert "task 'blimp' is malformed" in md and "sft/summary.json: unreadable JSON" in md
     assert "dpo/summary.json: not a JSON object" in md
     assert "could not be built" not in md  # every section coped on its own, not through the safety net
+
+
+def test_imported_model_architecture_comes_from_its_checkpoint_meta(tmp_path):
+    model = C.ModelConfig(vocab_size=512, seq_len=512, n_layer=5, n_head=8, n_kv_head=4, n_embd=64, ffn_hidden=172)
+    imported = tmp_path / "stories260K"
+    _json(imported / "checkpoints" / "step_000000" / "meta.json",
+          {"stage": "import", "config": {"model": C.to_dict(model)}, "code_version": "0.1.0"})
+    _json(imported / "bpb-tinystories.json", {"text": "tinystories", "bits_per_byte": 1.1444, "bytes": 794373})
+    md = render_md(build_document([make_run(tmp_path, "t", stages=False), imported], tmp_path / "figs"), tmp_path)
+    params = fint(describe(model)["params"])
+    assert any(line.startswith("| parameters |") and line.endswith(f"| {params} |") for line in md.splitlines())
+    assert "stories260K/checkpoints/step_000000/meta.json" in md and "1.1444" in md

@@ -138,10 +138,28 @@ class Run:
         return bool(self.config or self.metrics)
 
     def model_info(self) -> dict:
-        return (self.config or {}).get("model_info") or {}
+        """Parameter counts and FLOPs/token from config.json; for an imported model (a checkpoint
+        meta.json only), computed from its saved model config."""
+        info = (self.config or {}).get("model_info")
+        if isinstance(info, dict):
+            return info
+        m = self.model_config()
+        if not m:
+            return {}
+        try:
+            from tinylm.config import ModelConfig
+            from tinylm.model import describe
+
+            return describe(ModelConfig(**m))
+        except (TypeError, ValueError) as e:
+            self.log.problems.append(f"{self.meta_path}: model config not understood ({e})")
+            return {}
 
     def model_config(self) -> dict:
-        return ((self.config or {}).get("config") or {}).get("model") or {}
+        m = ((self.config or {}).get("config") or {}).get("model")
+        if m is None:  # an imported model: its checkpoint meta.json holds the model config
+            m = ((self.meta or {}).get("config") or {}).get("model")
+        return m if isinstance(m, dict) else {}
 
     def train_config(self) -> dict:
         return ((self.config or {}).get("config") or {}).get("train") or {}

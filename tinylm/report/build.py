@@ -59,9 +59,12 @@ def abstract(ctx: Context) -> str:
                         heads.append(f"{t} {name} {ffloat(m['value'])}")
             if heads:
                 parts.append(f" On the evaluation suite ({len(tasks)} tasks) it scores " + "; ".join(heads) + ".")
-    others = [r.name for r in ctx.runs[1:]] if ctx.trained[:1] == ctx.runs[:1] else [r.name for r in ctx.runs]
-    if others:
-        parts.append(f" It is compared with {', '.join(others)}.")
+    if ctx.trained[:1] == ctx.runs[:1]:
+        if ctx.runs[1:]:
+            parts.append(f" It is compared with {', '.join(r.name for r in ctx.runs[1:])}.")
+    else:
+        parts.append(f"This report compares {', '.join(r.name for r in ctx.runs)}, none of them pretrained in the "
+                     "directories given.")
     parts.append(" Every number in this report is read from the run's artifacts; each table names the file it "
                  "comes from, and the last section lists the commands that wrote them.")
     return "".join(parts).strip()

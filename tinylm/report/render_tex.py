@@ -212,4 +212,8 @@ def build_pdf(tex_path, timeout: float = 180.0) -> tuple[Path | None, str]:
             errors = [ln for ln in lines if ln.startswith("!") or ":" in ln and "error" in ln.lower()][:3]
             return None, f"failed: {cmd[0]} exit {proc.returncode}: {' | '.join(errors) or 'see ' + str(log)}"
     pdf = tex_path.with_suffix(".pdf")
-    return (pdf, f"built with {Path(engine).name}") if pdf.exists() else (None, "failed: no PDF was produced")
+    if not pdf.exists():
+        return None, "failed: no PDF was produced"
+    for ext in (".aux", ".log", ".out", ".fls", ".fdb_latexmk"):  # kept only when the build fails
+        tex_path.with_suffix(ext).unlink(missing_ok=True)
+    return pdf, f"built with {Path(engine).name}"

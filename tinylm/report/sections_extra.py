@@ -210,6 +210,8 @@ def commands(run: Run) -> list[str]:
     for label, ev, path in run.evals():
         if ev.get("command"):
             cmds.append(str(ev["command"]))
+        elif isinstance(ev.get("config"), dict):
+            cmds.append(" ".join(["tinylm eval", *flags(ev["config"])]))
         else:
             spec = (ev.get("model") or {}).get("spec", "?")
             cmds.append(f"tinylm eval {spec}    # eval.json records no command; see {rel(path)}")

@@ -115,8 +115,8 @@ def summary_table(ctx: Context, headline_evals: list[tuple[str, str]]) -> Table 
             rows.append([label] + [c or "n/a" for c in cells])
 
     nums = {r.name: pretrain_numbers(r) for r in runs}
-    add("parameters", lambda r: fint(nums[r.name]["params"]) if r.trained else "")
-    add("non-embedding parameters", lambda r: fint(nums[r.name]["params_non_embedding"]) if r.trained else "")
+    add("parameters", lambda r: fint(num(r.model_info().get("params"))) if r.model_config() else "")
+    add("non-embedding parameters", lambda r: fint(num(r.model_info().get("params_non_embedding"))) if r.model_config() else "")
     add("pretraining tokens", lambda r: fint(nums[r.name]["tokens"]) if r.trained else "")
     add("pretraining wall-clock", lambda r: fduration(nums[r.name]["elapsed_s"]) if r.trained else "")
     add("hardware", lambda r: hardware_text(r) if r.trained else "")
@@ -217,7 +217,7 @@ def architecture_section(ctx: Context) -> Section:
                             ("training FLOPs per token", "flops_per_token", fint)):
         rows.append([label, *[fmt(r.model_info().get(key)) for r in runs]])
     s.add(Table(["hyperparameter", *[r.name for r in runs]], rows, caption="Model hyperparameters.",
-                source=", ".join(rel(r.dir / "config.json") for r in runs)))
+                source=", ".join(rel(r.dir / "config.json") if r.config else rel(r.meta_path) for r in runs)))
     s.add(Paragraph("FLOPs per token count a training step (forward and backward): 6 x the matmul parameters "
                     "(output head included) + 12 x layers x d x context for attention, the PaLM convention."))
     choices = list(LLAMA_CHOICES)
