@@ -86,14 +86,14 @@ def pretrain_numbers(run: Run) -> dict:
     return out
 
 
-def hardware_text(run: Run) -> str:
+def hardware_text(run: Run, short: bool = False) -> str:
     hw = run.hardware()
     if not hw:
         return "not recorded"
     dev = hw.get("gpu") or hw.get("cpu") or hw.get("device") or "unknown"
     threads = hw.get("torch_threads") or hw.get("threads")
     extra = f", {threads} threads" if threads and not hw.get("gpu") else ""
-    return f"{dev}{extra}, torch {hw['torch']}" if hw.get("torch") else f"{dev}{extra}"
+    return f"{dev}{extra}, torch {hw['torch']}" if hw.get("torch") and not short else f"{dev}{extra}"
 
 
 def corpus_of(run: Run) -> str:
@@ -119,7 +119,7 @@ def summary_table(ctx: Context, headline_evals: list[tuple[str, str]]) -> Table 
     add("non-embedding parameters", lambda r: fint(num(r.model_info().get("params_non_embedding"))) if r.model_config() else "")
     add("pretraining tokens", lambda r: fint(nums[r.name]["tokens"]) if r.trained else "")
     add("pretraining wall-clock", lambda r: fduration(nums[r.name]["elapsed_s"]) if r.trained else "")
-    add("hardware", lambda r: hardware_text(r) if r.trained else "")
+    add("hardware", lambda r: hardware_text(r, short=True) if r.trained else "")
     add("final validation bits/byte", lambda r: ffloat(nums[r.name]["val_bpb"], 4) if r.trained else "")
     texts = sorted({t for r in runs for t in r.bpb})
     for t in texts:
