@@ -42,6 +42,26 @@ def _stage_samples(rows: list[dict], where: str, k: int = 3) -> list:
     return out
 
 
+def _paired_responses(by_model: dict[str, dict], k: int = 3) -> list:
+    """The first instruction of each of `k` kinds (continuations, which quote a long passage, last)
+    with every model's response to it; responses are matched by prompt."""
+    first = [r for r in next(iter(by_model.values()))["responses"] if isinstance(r, dict)]
+    order, kinds = [], set()
+    for i in sorted(range(len(first)), key=lambda i: (first[i].get("kind") == "continue", i)):
+        if first[i].get("kind") not in kinds and len(order) < k:
+            order.append(i)
+            kinds.add(first[i].get("kind"))
+    out = []
+    for i in order:
+        prompt = first[i].get("prompt", "")
+        out.append(Verbatim(clip(prompt, 300), f"instruction ({first[i].get('kind', '?')})"))
+        for name, d in by_model.items():
+            match = next((r for r in d["responses"] if isinstance(r, dict) and r.get("prompt") == prompt), None)
+            if match:
+                out.append(Verbatim(clip(match.get("response", "")), f"{name} response (score {ffloat(match.get('score'), 2)})"))
+    return out
+
+
 def samples_section(ctx: Context) -> Section:
     s = Section("Qualitative samples")
     for run in ctx.runs:
@@ -56,25 +76,11 @@ def samples_section(ctx: Context) -> Section:
             blocks = _stage_samples(st.samples, f"{run.name} {st.name}")
             if blocks:
                 s.add(Paragraph(f"Samples written during {st.name} (from {rel(st.dir / 'samples.jsonl')}):"), *blocks)
-        greedy = {n: d for n, d in run.ifeval.items() if not n.endswith("sampled") and d.get("responses")}
-        if len(greedy) >= 1:
-            names = list(greedy)
-            first = greedy[names[0]]["responses"]
-            shown = 0
-            for i, resp in enumerate(first):
-                if shown == 2:
-                    break
-                if resp.get("kind") in {"continue"} and shown == 0 and len(first) > 2:
-                    continue  # a continuation prompt quotes a long passage; show a short instruction first
-                s.add(Verbatim(clip(resp.get("prompt", ""), 300), f"instruction ({resp.get('kind', '?')})"))
-                for n in names:
-                    rs = greedy[n]["responses"]
-                    if i < len(rs) and rs[i].get("prompt") == resp.get("prompt"):
-                        s.add(Verbatim(clip(rs[i].get("response", "")),
-                                       f"{n} response (score {ffloat(rs[i].get('score'), 2)})"))
-                shown += 1
-            s.add(Paragraph(f"Responses to held-out instructions, greedy decoding, from "
-                            + ", ".join(rel(run.dir / f"ifeval-{n}.json") for n in names) + "."))
+        greedy = {n: d for n, d in run.ifeval.items() if not n.endswith("sampled") and isinstance(d.get("responses"), list)}
+        if greedy:
+            s.add(Paragraph("Responses to the same held-out instructions, greedy decoding, from "
+                            + ", ".join(rel(run.dir / f"ifeval-{n}.json") for n in greedy) + ":"))
+            s.add(*_paired_responses(greedy))
         if run.eval_samples:
             src = run.eval_path.parent / "samples.md" if run.eval_path else run.dir / "samples.md"
             s.add(Paragraph(f"Generations recorded by the evaluation ({rel(src)}, first {SAMPLE_CHARS * 3} characters):"),
