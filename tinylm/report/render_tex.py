@@ -187,7 +187,8 @@ def tex_engine() -> str | None:
     return shutil.which("latexmk") or shutil.which("pdflatex")
 
 
-INSTALL_HINT = ("apt-get install texlive-latex-base texlive-latex-recommended texlive-fonts-recommended latexmk")
+INSTALL_HINT = ("apt-get install --no-install-recommends texlive-latex-base texlive-latex-recommended "
+                "texlive-fonts-recommended latexmk")
 
 
 def build_pdf(tex_path, timeout: float = 180.0) -> tuple[Path | None, str]:
