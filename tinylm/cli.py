@@ -15,6 +15,7 @@
     tinylm export     --format hf|llama2c --checkpoint C --out D                (ExportConfig)
     tinylm import     --format hf|llama2c --path P [--tokenizer T] --out RUN    (ImportConfig)
     tinylm pipeline   [--field v]    the default pipeline, stage after stage    (PipelineConfig)
+    tinylm report     RUN_DIR [RUN_DIR ...] [--out DIR] [--no_pdf]   technical report from artifacts
 
 Every field of a stage's config is a flag; `--config FILE.json` loads a saved config first and
 `--print_config` prints the resolved config without running anything.
@@ -116,7 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="one table across models from their eval.json results (with chance and CIs)")
     p.add_argument("results", nargs="+", metavar="RESULTS", help="eval output directories or eval.json files")
     p.add_argument("--out", default="", help="also write the table to this Markdown file")
+    _add_report_parser(sub)
     return parser
+
+
+def _add_report_parser(sub) -> None:
+    """`tinylm report` reads artifacts only, so it takes run directories rather than a config."""
+    p = sub.add_parser("report", help="write the technical report (md, html, tex, pdf) from run artifacts",
+                       description="Write report.md, a self-contained report.html and report.tex/.pdf from what "
+                                   "one or more runs left on disk. Several runs are compared side by side.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (or evaluation directories with eval.json)")
+    p.add_argument("--out", default=None, help="output directory (default: <first RUN_DIR>/report)")
+    p.add_argument("--no_pdf", action="store_true", help="write md, html and tex only")
+    p.add_argument("--sweeps", nargs="*", default=None, metavar="PATH",
+                   help="sweep JSON files or directories for the scaling section (default: bench/results if present)")
+    p.add_argument("--watts", type=float, default=None, help="assumed power draw for the cost estimate (default: from the hardware)")
+    p.add_argument("--usd_per_kwh", type=float, default=None, help="electricity price (default: 0.15)")
+    p.add_argument("--usd_per_hour", type=float, default=None, help="cloud price of the machine per hour (default: from the hardware)")
 
 
 def cmd_info() -> None:
@@ -151,6 +168,17 @@ def main(argv=None) -> int:
         try:
             eval_stage.list_tasks() if args.command == "eval" else eval_stage.compare(args.results, args.out)
         except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "report":
+        from tinylm.stages import report
+
+        sweeps = args.sweeps if args.sweeps is not None else [p for p in ["bench/results"] if Path(p).is_dir()]
+        try:
+            report.run(args.runs, out=args.out, pdf=not args.no_pdf, sweeps=sweeps, watts=args.watts,
+                       usd_per_kwh=args.usd_per_kwh, usd_per_hour=args.usd_per_hour)
+        except FileNotFoundError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
         return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+from tinylm.chat import ContextFullError
 from tinylm.eval.tasks import register
 from tinylm.eval.tasks.base import EvalTask, mean_metric
 
@@ -62,7 +63,7 @@ def score_instructions(task, examples, respond, temperature: float, top_k: int, 
         for s in range(samples):
             try:
                 response = respond(ex.prompt, max_new_tokens, temperature, top_k, seed + 1000 * i + s)
-            except ValueError:  # ContextFullError and generate's "no room" are ValueErrors
+            except (ValueError, ContextFullError):  # the prompt leaves no room in the context
                 skipped += 1
                 continue
             res = task.check(ex, response)

@@ -1,0 +1,266 @@
+"""Report sections: qualitative samples, scaling and ablation sweeps, limitations and reproducibility.
+
+Samples come from samples.jsonl (pretraining and each later stage), the `responses` of
+ifeval-*.json and eval/samples.md. Sweeps are JSON files with a "rows" list (the format of
+bench/results/*.json) given with `--sweeps` or found in RUN/sweeps/. The commands are rebuilt from
+the configs each artifact saved, as flags that differ from the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+from tinylm import config as C
+from tinylm.report import figures
+from tinylm.report.artifacts import Run, sweep_axes
+from tinylm.report.document import Bullets, Figure, Missing, Paragraph, Section, Table, Verbatim, ffloat, fint
+from tinylm.report.sections_setup import Context, missing, pretrain_numbers, rel
+
+SAMPLE_CHARS = 600  # a sample longer than this is cut (the artifact holds the whole text)
+
+
+def clip(text: str, n: int = SAMPLE_CHARS) -> str:
+    text = str(text).rstrip()
+    return text if len(text) <= n else text[:n].rstrip() + " [...]"
+
+
+# --------------------------------------------------------------------------- samples
+
+def _stage_samples(rows: list[dict], where: str, k: int = 3) -> list:
+    steps = sorted({r.get("step") for r in rows if isinstance(r.get("step"), int)})
+    if not steps:
+        return []
+    out = []
+    for step in ([steps[0]] if len(steps) > 1 else []) + [steps[-1]]:
+        picked = [r for r in rows if r.get("step") == step]
+        for r in picked[: (1 if step != steps[-1] else k)]:
+            prompt = r.get("prompt") or ""
+            label = f"{where}, step {step}" + (f", prompt: {clip(prompt, 120)!r}" if prompt else ", unconditional")
+            out.append(Verbatim(clip(r.get("text", "")), label))
+    return out
+
+
+def _paired_responses(by_model: dict[str, dict], k: int = 3) -> list:
+    """The first instruction of each of `k` kinds (continuations, which quote a long passage, last)
+    with every model's response to it; responses are matched by prompt."""
+    first = [r for r in next(iter(by_model.values()))["responses"] if isinstance(r, dict)]
+    order, kinds = [], set()
+    for i in sorted(range(len(first)), key=lambda i: (first[i].get("kind") == "continue", i)):
+        if first[i].get("kind") not in kinds and len(order) < k:
+            order.append(i)
+            kinds.add(first[i].get("kind"))
+    out = []
+    for i in order:
+        prompt = first[i].get("prompt", "")
+        out.append(Verbatim(clip(prompt, 300), f"instruction ({first[i].get('kind', '?')})"))
+        for name, d in by_model.items():
+            match = next((r for r in d["responses"] if isinstance(r, dict) and r.get("prompt") == prompt), None)
+            if match:
+                out.append(Verbatim(clip(match.get("response", "")), f"{name} response (score {ffloat(match.get('score'), 2)})"))
+    return out
+
+
+def samples_section(ctx: Context) -> Section:
+    s = Section("Qualitative samples")
+    for run in ctx.runs:
+        if run.trained:
+            blocks = _stage_samples(run.samples, f"{run.name} pretraining")
+            if blocks:
+                s.add(Paragraph(f"Samples written during pretraining of {run.name} (first and last sampling step; "
+                                f"from {rel(run.dir / 'samples.jsonl')}):"), *blocks)
+            else:
+                s.add(missing(run, "samples.jsonl"))
+        for st in run.stages.values():
+            blocks = _stage_samples(st.samples, f"{run.name} {st.name}")
+            if blocks:
+                s.add(Paragraph(f"Samples written during {st.name} (from {rel(st.dir / 'samples.jsonl')}):"), *blocks)
+        greedy = {n: d for n, d in run.ifeval.items() if not n.endswith("sampled") and isinstance(d.get("responses"), list)}
+        if greedy:
+            s.add(Paragraph("Responses to the same held-out instructions, greedy decoding, from "
+                            + ", ".join(rel(run.dir / f"ifeval-{n}.json") for n in greedy) + ":"))
+            s.add(*_paired_responses(greedy))
+        if run.eval_samples:
+            src = run.eval_path.parent / "samples.md" if run.eval_path else run.dir / "samples.md"
+            s.add(Paragraph(f"Generations recorded by the evaluation ({rel(src)}, first {SAMPLE_CHARS * 3} characters):"),
+                  Verbatim(clip(run.eval_samples, SAMPLE_CHARS * 3)))
+    if not s.blocks:
+        s.add(Missing("Not available: no samples.jsonl, ifeval responses or eval/samples.md in any run."))
+    return s
+
+
+# --------------------------------------------------------------------------- sweeps
+
+SIZE_KEYS = {"params", "params_non_embedding", "flops", "compute", "train_tokens", "tokens"}
+
+
+def power_law(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
+    """Least-squares fit of log y = log a + b log x; (a, b), or None with < 3 positive points."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x > 0 and y > 0]
+    if len(pts) < 3:
+        return None
+    n = len(pts)
+    mx, my = sum(p[0] for p in pts) / n, sum(p[1] for p in pts) / n
+    sxx = sum((p[0] - mx) ** 2 for p in pts)
+    if sxx == 0:
+        return None
+    b = sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx
+    return math.exp(my - b * mx), b
+
+
+def _cell(v) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, int):
+        return fint(v)
+    return ffloat(v, 4) if abs(v) < 100 else fint(v)
+
+
+def sweeps_section(ctx: Context, sweeps: dict[str, dict]) -> Section:
+    s = Section("Scaling and ablations")
+    all_sweeps = dict(sweeps)
+    for r in ctx.runs:
+        all_sweeps.update(r.sweeps)
+    if not all_sweeps:
+        return s.add(Missing("Not available: no sweep results (pass `--sweeps bench/results` or put sweep JSON "
+                             "files in RUN/sweeps/)."))
+    for path, obj in all_sweeps.items():
+        x, y = sweep_axes(obj)
+        rows = obj["rows"]
+        title = obj.get("benchmark") or Path(path).stem
+        sub = Section(f"{title}")
+        if obj.get("command"):
+            sub.add(Paragraph(f"Command: `{obj['command']}`" + (f"; corpus `{obj['corpus']}`" if obj.get("corpus") else "")
+                              + (f"; {obj['steps']} steps" if obj.get("steps") else "") + "."))
+        cols = [x, y] + [k for k in rows[0] if k not in (x, y) and isinstance(rows[0][k], (int, float))
+                         and not isinstance(rows[0][k], bool)][:4]
+        sub.add(Table(cols, [[_cell(r.get(c)) for c in cols] for r in rows], caption=f"{title}: one row per setting.",
+                      source=rel(path)))
+        fit = None
+        if x in SIZE_KEYS:
+            fit = power_law(*figures.series(rows, x, y))
+        f = figures.sweep(rows, x, y, ctx.fig_dir / f"sweep_{title}.png", fit=fit)
+        if f:
+            sub.add(Figure(f, f"{y} against {x}" + (" with a fitted power law." if fit else "."), rel(path)))
+        if fit:
+            sub.add(Paragraph(f"Fitted law (least squares in log-log space, {len(rows)} points): "
+                              f"{y} = {fit[0]:.4g} x {x}^{fit[1]:.4f}."))
+        best = min(rows, key=lambda r: r.get(y, float("inf")))
+        sub.add(Paragraph(f"Lowest {y}: {_cell(best.get(y))} at {x} = {_cell(best.get(x))}."))
+        s.subsections.append(sub)
+    return s
+
+
+# --------------------------------------------------------------------------- reproducibility
+
+def flags(d: dict, cls=None, prefix: str = "") -> list[str]:
+    """`--field value` for each leaf of `d` that differs from dataclass `cls`'s default."""
+    defaults = {}
+    if cls is not None:
+        defaults = {k: v for k, _, v in C.flat_fields(cls)}
+    out = []
+
+    def walk(obj, pre):
+        for k, v in obj.items():
+            if isinstance(v, dict):
+                walk(v, f"{pre}{k}.")
+            elif f"{pre}{k}" not in defaults or defaults[f"{pre}{k}"] != v:
+                if v is None or v == "" and f"{pre}{k}" not in defaults:
+                    continue
+                out.append(f"--{pre}{k} {_shell(v)}")
+    walk(d, "")
+    return [f"--{prefix}{f[2:]}" for f in out]
+
+
+def _shell(v) -> str:
+    s = str(v).lower() if isinstance(v, bool) else str(v)
+    return s if s and all(c.isalnum() or c in "._-/:,=+" for c in s) else "'" + s.replace("'", "'\\''") + "'"
+
+
+def _preset_of(model: dict) -> str | None:
+    for name, p in C.MODEL_PRESETS.items():
+        ref = dataclasses.asdict(C.model_preset(name, vocab_size=model.get("vocab_size", 4096),
+                                                seq_len=model.get("seq_len", 256)))
+        if ref == model:
+            return name
+    return None
+
+
+def commands(run: Run) -> list[str]:
+    cmds = []
+    if run.tokenizer and isinstance(run.tokenizer.get("config"), dict):
+        cmds.append(" ".join(["tinylm tokenizer", *flags(run.tokenizer["config"], C.TokenizerConfig)]))
+    if run.prepare and isinstance(run.prepare.get("config"), dict):
+        cmds.append(" ".join(["tinylm prepare", *flags(run.prepare["config"], C.PrepareConfig)]))
+    cfg = (run.config or {}).get("config")
+    if isinstance(cfg, dict):
+        model, train = cfg.get("model") or {}, cfg.get("train") or {}
+        preset = _preset_of(model)
+        parts = ["tinylm pretrain", f"--preset {preset}" if preset else ""]
+        if not preset:
+            parts += flags(model, C.ModelConfig, "model.")
+        parts += flags(train, C.TrainConfig, "train.")
+        cmds.append(" ".join(p for p in parts if p))
+    for t, d in run.bpb.items():
+        if isinstance(d.get("config"), dict):
+            cmds.append(" ".join(["tinylm bpb", *flags(d["config"], C.BpbConfig)]))
+    for st in run.stages.values():
+        scfg = ((st.config or {}).get("config") or {}).get(st.name)
+        if isinstance(scfg, dict):
+            cls = C.SFTConfig if st.name == "sft" else None
+            cmds.append(" ".join([f"tinylm {st.name}", *flags(scfg, cls)]))
+    for n, d in run.ifeval.items():
+        if isinstance(d.get("config"), dict):
+            cmds.append(" ".join(["tinylm ifeval", *flags(d["config"], C.IFEvalConfig)]))
+    for label, ev, path in run.evals():
+        if ev.get("command"):
+            cmds.append(str(ev["command"]))
+        elif isinstance(ev.get("config"), dict):
+            cmds.append(" ".join(["tinylm eval", *flags(ev["config"])]))
+        else:
+            spec = (ev.get("model") or {}).get("spec", "?")
+            cmds.append(f"tinylm eval {spec}    # eval.json records no command; see {rel(path)}")
+    return cmds
+
+
+def reproducibility_section(ctx: Context, extra_logs=()) -> Section:
+    s = Section("Limitations and reproducibility")
+    lim = []
+    for r in ctx.trained:
+        n = pretrain_numbers(r)
+        lim.append(f"{r.name}: one training run with one seed ({r.train_config().get('seed', '?')}); differences "
+                   "smaller than run-to-run noise cannot be resolved from it.")
+        if not r.hardware():
+            lim.append(f"{r.name}: the hardware is not recorded in the artifacts (no meta.json or "
+                       "checkpoints/*/meta.json); the cost estimate assumes it.")
+        if n["params"] and n["params"] < 1e8:
+            lim.append(f"{r.name}: at {fint(n['params'])} parameters the model is far below the scale at which "
+                       "benchmark tasks such as MMLU rise above chance; they are reported to show where it stands.")
+        absent = [st for st in ("sft", "rm", "dpo", "ppo", "grpo") if st not in r.stages]
+        if absent:
+            lim.append(f"{r.name}: stages without artifacts, so not reported: {', '.join(absent)}.")
+    lim.append("Costs are estimates from wall-clock and stated assumptions, not measurements of power.")
+    s.add(Paragraph("Limitations:"), Bullets(lim))
+    for r in ctx.runs:
+        cmds = commands(r)
+        if cmds:
+            text = "\n".join(cmds)
+            s.add(Paragraph(f"Commands that produced the artifacts of {r.name}, rebuilt from the configs they saved "
+                            "(flags at their defaults omitted)" + (
+                                "; `pipeline.log` shows they ran inside one `tinylm pipeline` call" if r.pipeline_log else "")
+                            + ":"), Verbatim(text))
+        else:
+            s.add(Paragraph(f"{r.name}: no saved config to rebuild commands from ({rel(r.dir)})."))
+    rows, corrupt, problems = [], 0, []
+    for log in [r.log for r in ctx.runs] + list(extra_logs):
+        rows += [[rel(path), note] for path, note in log.read]
+        corrupt += log.corrupt_lines
+        problems += log.problems
+    s.add(Paragraph(f"Corrupt metrics lines skipped: {corrupt} in total (a line that is not a JSON object, e.g. torn "
+                    "by a kill mid-write, is skipped and counted, never fatal)."))
+    if problems:
+        s.add(Paragraph("Problems met while reading:"), Bullets(problems))
+    if rows:
+        s.add(Table(["artifact read", "note"], rows, caption="Every file this report read.", align="ll"))
+    return s
