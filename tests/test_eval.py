@@ -419,3 +419,36 @@ def test_eval_cli_end_to_end_on_a_tiny_checkpoint(tokenizer, tiny_model_cfg, tmp
     assert main(["compare", str(tmp_path / "run" / "eval")]) == 0
     assert "| copa | acc | 0.500 |" in capsys.readouterr().out
     assert main(["eval", "--model", str(tmp_path / "run"), "--tasks", "nope"]) == 1
+
+
+def test_hf_directories_load_llama_into_tinylm_and_others_through_transformers(tokenizer, tiny_model_cfg, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from tinylm.eval.lm import load
+    from tinylm.interop.hf import export_hf
+    from tinylm.model import GPT
+
+    torch.manual_seed(0)
+    model = GPT(tiny_model_cfg).eval()
+    export_hf(model, tokenizer, {"config": {"model": {}}}, tmp_path / "llama")
+    pairs = [("Lily found a", " ball"), ("", "The cat sat.")]
+    direct = make_lm(tokenizer, model, max_length=32).loglikelihood(pairs)
+    via_hf = load(str(tmp_path / "llama"))
+    assert via_hf.info["kind"] == "hf" and via_hf.model is not None  # Llama: run by tinylm's GPT
+    assert [x for x, _ in via_hf.loglikelihood(pairs)] == pytest.approx([x for x, _ in direct], abs=1e-4)
+
+    # a non-Llama architecture runs in transformers; its scores equal the HF model's own log-softmax
+    cfg = transformers.GPT2Config(vocab_size=tokenizer.vocab_size, n_positions=64, n_embd=32, n_layer=1, n_head=2)
+    gpt2 = transformers.GPT2LMHeadModel(cfg).eval()
+    gpt2.save_pretrained(tmp_path / "gpt2")
+    tokenizer.hf.save(str(tmp_path / "gpt2" / "tokenizer.json"))
+    (tmp_path / "gpt2" / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}))
+    lm = load(str(tmp_path / "gpt2"))
+    assert lm.model is None and lm.max_length == 64
+    (ll, _), = lm.loglikelihood([("Lily found a", " ball")])
+    ctx, cont = lm.encode_pair("Lily found a", " ball")
+    ids = torch.tensor([ctx + cont])
+    with torch.no_grad():
+        lp = F.log_softmax(gpt2(ids).logits[0, :-1].float(), -1)
+    expected = sum(lp[len(ctx) - 1 + i, t].item() for i, t in enumerate(cont))
+    assert ll == pytest.approx(expected, abs=1e-4)
