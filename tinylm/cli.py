@@ -253,13 +253,33 @@ def _up_to_date(result_json: Path, checkpoint) -> bool:
         return False
 
 
+def _pipeline_eval(p: C.PipelineConfig, ckpt: Path) -> None:
+    """`tinylm eval` of one model into <ckpt>/eval, unless it already holds these tasks for the
+    newest checkpoint."""
+    from tinylm.eval import tasks as registry
+    from tinylm.stages import eval as eval_stage
+    from tinylm.train.checkpoint import find_checkpoint
+
+    if not p.eval_tasks:
+        return
+    try:
+        done = json.loads((ckpt / "eval" / "eval.json").read_text())
+        if (done["model"]["checkpoint"] == str(find_checkpoint(ckpt)) and done.get("limit") == (p.eval_limit or None)
+                and set(registry.expand(p.eval_tasks)) <= set(done["tasks"])):
+            return
+    except (OSError, ValueError, KeyError):
+        pass
+    eval_stage.run(C.EvalConfig(model=str(ckpt), tasks=p.eval_tasks, limit=p.eval_limit, device=p.device))
+
+
 def run_pipeline(p: C.PipelineConfig) -> None:
     """The default pipeline. Each stage is skipped when its artifact already exists, and training
     stages resume from their newest checkpoint, so running it again continues where it stopped.
 
-        tokenizer -> prepare -> pretrain -> bpb (2 corpora) -> sft -> ifeval (base, sft) -> samples
+        tokenizer -> prepare -> pretrain -> bpb (2 corpora) -> samples -> eval (base) -> sft
+        -> ifeval (base, sft) -> eval (sft) -> report -> two chat answers
     """
-    from tinylm.stages import bpb, ifeval, prepare, pretrain, sample, sft, tok_train
+    from tinylm.stages import bpb, ifeval, prepare, pretrain, report, sample, sft, tok_train
 
     run = Path(p.run_dir)
     tok_path, data = run / "tokenizer.json", run / "data"
@@ -279,7 +299,10 @@ def run_pipeline(p: C.PipelineConfig) -> None:
         except Exception as e:  # a missing evaluation corpus should not hide the trained model
             print(f"bpb {text}: skipped ({e})")
     sample.run(C.SampleConfig(checkpoint=str(run), prompt="Once upon a time", num_samples=2, device=p.device))
+    _pipeline_eval(p, run)
     if p.sft_steps <= 0:
+        if p.report:
+            report.run([str(run)], out=str(run / "report"))
         return
     sft_dir = run / "sft"
     sft_train = dataclasses.replace(C.SFTConfig().train, run_dir=str(sft_dir), max_steps=p.sft_steps,
@@ -290,6 +313,9 @@ def run_pipeline(p: C.PipelineConfig) -> None:
             continue
         ifeval.run(C.IFEvalConfig(checkpoint=str(ckpt), n=p.ifeval_n, device=p.device,
                                   out=str(run / f"ifeval-{name}.json")))
+    _pipeline_eval(p, sft_dir)
+    if p.report:
+        report.run([str(run)], out=str(run / "report"))
     cfg = C.ChatConfig(checkpoint=str(sft_dir), device=p.device, temperature=0.0)
     from tinylm.stages import chat
 

@@ -26,7 +26,9 @@ from tinylm.util import atomic_write_text, code_version, hardware_info
 SCHEMA = "tinylm.eval/1"
 
 
-def evaluate(lm, task_names: list[str], limit: int = 0, log=print) -> dict:
+def evaluate(lm, task_names: list[str], limit: int = 0, log=print, on_task=None) -> dict:
+    """Run the tasks in order; `on_task(found)` after each one (the harness saves then, so a
+    killed run keeps every finished task)."""
     results, errors = {}, {}
     for name in task_names:
         task = registry.get(name)
@@ -44,6 +46,8 @@ def evaluate(lm, task_names: list[str], limit: int = 0, log=print) -> dict:
         res["truncated"] = lm.counters.truncated
         results[name] = res
         log(summary_line(name, res))
+        if on_task:
+            on_task({"tasks": results, "errors": errors})
     return {"tasks": results, "errors": errors}
 
 
@@ -138,11 +142,16 @@ def write(doc: dict, out_dir) -> Path:
 
 def run(lm, task_names: list[str], limit: int, out_dir, extra: dict | None = None) -> dict:
     t0 = time.time()
-    found = evaluate(lm, task_names, limit)
-    doc = {"schema": SCHEMA, "model": lm.info, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "code_version": code_version(), "hardware": hardware_info(), "limit": limit or None,
-           "seconds": round(time.time() - t0, 1), "prefix_doc_start": True, **(extra or {}), **found}
-    path = write(doc, out_dir)
+    head = {"schema": SCHEMA, "model": lm.info, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "code_version": code_version(), "hardware": hardware_info(), "limit": limit or None,
+            "prefix_doc_start": True, **(extra or {})}
+
+    def save(found):
+        doc = {**head, "seconds": round(time.time() - t0, 1), **found}
+        return doc, write(doc, out_dir)
+
+    found = evaluate(lm, task_names, limit, on_task=save)
+    doc, path = save(found)
     print(f"eval: {len(found['tasks'])} task(s) in {doc['seconds']:.0f}s -> {path} (+ eval.md, samples.md)")
     if found["errors"]:
         print(f"eval: {len(found['errors'])} task(s) not run: {', '.join(found['errors'])}")
