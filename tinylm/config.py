@@ -103,6 +103,7 @@ class TrainConfig:
     dtype: str = "bf16"  # autocast dtype: bf16 | fp16 | fp32
     compile: bool = False
     threads: int = 0  # CPU intra-op threads; 0 = torch's default (one per core)
+    parallel: str = "ddp"  # under torchrun: ddp (replicate the model) | fsdp (shard weights, grads, AdamW state)
     # batch
     batch_size: int = 32  # sequences per micro-batch
     total_batch_tokens: int = 8192  # tokens per optimizer step; grad accumulation is derived
