@@ -163,6 +163,7 @@ class ChatConfig:
     top_p: float = 1.0
     seed: int = 0
     device: str = "auto"
+    compile: bool = False  # compiled decoding: 2.6x tokens/s at 1M on CPU after 12-25 s of compiling; for long runs
 
 
 @dataclass
@@ -177,6 +178,7 @@ class IFEvalConfig:
     max_new_tokens: int = 160
     seed: int = 0
     device: str = "auto"
+    compile: bool = False  # compiled decoding: 2.6x tokens/s at 1M on CPU after 12-25 s of compiling; for long runs
     out: str = ""  # JSON results path; a Markdown file of sample responses is written beside it
 
 
@@ -206,6 +208,7 @@ class SampleConfig:
     num_samples: int = 1
     seed: int = 0
     device: str = "auto"
+    compile: bool = False  # compiled decoding: 2.6x tokens/s at 1M on CPU after 12-25 s of compiling; for long runs
 
 
 @dataclass

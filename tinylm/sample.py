@@ -8,10 +8,10 @@ against (tests/test_sample.py).
 `compile=True` decodes through `GPT.decode_step` compiled once with torch.compile: fixed shapes
 (attention over the whole preallocated cache, masked), so one graph serves every position, and on
 CPU Inductor's C++ wrapper launches the fused kernels without Python. A decoding step of a small
-model is dominated by per-operator overhead, so this is about 2x faster on CPU
-(bench/results/generate_speed.json), after a compilation of 10-20 s per model shape and batch size
-(cached on disk by Inductor); it pays off for long or many generations (ifeval, benchmarks), not
-for one short sample. Tokens are identical to the eager path under greedy decoding (tested).
+model is dominated by per-operator overhead, so this is 2.6x faster at 1M parameters on CPU (1.2x
+at 10M, where reading the weights dominates; bench/results/generate_speed.json), after compiling
+for 12-25 s per model shape and batch size (cached on disk by Inductor): it pays off for long or
+many generations (ifeval, batch sampling), not for one short sample. Tokens are identical to the eager path under greedy decoding (tested).
 
 Run: tinylm sample --checkpoint runs/default --prompt "Once upon a time" --temperature 0.8
 """

@@ -47,7 +47,7 @@ def run(cfg: IFEvalConfig) -> dict:
         for s in range(cfg.samples):
             try:
                 response = respond(model, tok, ex.prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k,
-                                   seed=cfg.seed + 1000 * i + s)
+                                   seed=cfg.seed + 1000 * i + s, compile=cfg.compile)
             except ContextFullError:
                 skipped += 1
                 continue
