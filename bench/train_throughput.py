@@ -11,9 +11,15 @@ best round is kept (the machine is shared; the best round is the least disturbed
 The machine is shared, so the matmul peak is measured before and after the models (the higher
 is used) and the load averages before and after are recorded.
 
+`--paired` is for a busy machine, where a configuration's speed changes from one minute to the
+next: every model (tinylm and HF, each mode) is built and warmed up (compiled) first, then each
+round times one optimizer step of each, one after the other, followed by a 0.5 s bf16 matmul peak
+measurement. Ratios and MFU are computed within a round (MFU against the peak measured seconds
+later under the same load) and their medians over the rounds are reported.
+
 Run: python bench/train_throughput.py [--presets 1m,10m] [--seconds 8] [--rounds 2]
-     python bench/train_throughput.py --presets 30m --batch_size 8 --modes bf16,bf16+compile \
-            --out bench/results/train_throughput_30m.json
+     python bench/train_throughput.py --paired --presets 30m --batch_size 8 --modes bf16,bf16+compile \
+            --rounds 8 --threads 1 --out bench/results/train_throughput_30m.json
 Writes bench/results/train_throughput.json (needs `transformers`: pip install 'tinylm[hf]').
 """
 
@@ -84,6 +90,62 @@ def time_steps(step, seconds: float, tokens_per_step: int) -> dict:
     return {"tok_per_s": tokens_per_step * n / dt, "steps": n, "seconds": dt, "warmup_s": warmup}
 
 
+def paired(args) -> None:
+    import statistics
+
+    B, T = args.batch_size, args.seq_len
+    modes = args.modes.split(",")
+    load_start, cpu = loadavg(), torch.device("cpu")
+    out = {"batch_size": B, "seq_len": T, "method": "paired rounds (see --paired)", "threads": torch.get_num_threads(),
+           "loadavg_start": load_start,
+           "transformers": __import__("transformers").__version__, "presets": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in args.presets.split(","):
+            cfg = model_preset(preset, seq_len=T)
+            fpt = flops_per_token(cfg)
+            steps, warmup = {}, {}
+            for mode in modes:
+                for impl in ("tinylm", "hf"):
+                    step = tinylm_step_fn(cfg, mode, B, tmp) if impl == "tinylm" else hf_step_fn(cfg, mode, B)
+                    t0 = time.perf_counter()
+                    for _ in range(2):  # warm-up (and compilation)
+                        step()
+                    warmup[f"{impl} {mode}"] = round(time.perf_counter() - t0, 1)
+                    steps[f"{impl} {mode}"] = step
+                    print(f"  {preset} {impl} {mode}: warm-up {warmup[f'{impl} {mode}']} s", flush=True)
+            rounds = []
+            for r in range(args.rounds):
+                row = {"loadavg": loadavg()}
+                for key, step in steps.items():
+                    t0 = time.perf_counter()
+                    step()
+                    row[key] = B * T / (time.perf_counter() - t0)
+                row["bf16_peak"] = measure_matmul_peak(cpu, torch.bfloat16, n=1024, seconds=0.5)
+                rounds.append(row)
+                print(f"  {preset} round {r}: " + ", ".join(f"{k} {row[k]:,.0f}" for k in steps)
+                      + f" tok/s; bf16 peak {row['bf16_peak'] / 1e12:.3f} TFLOP/s; load {row['loadavg'][0]}", flush=True)
+            med = {k: statistics.median(rw[k] for rw in rounds) for k in steps}
+            ours = max((k for k in steps if k.startswith("tinylm")), key=med.get)
+            hf = max((k for k in steps if k.startswith("hf")), key=med.get)
+            summary = {
+                "preset": preset, "params": GPT(cfg).num_params(), "flops_per_token": fpt,
+                "median_tok_per_s": {k: round(v, 1) for k, v in med.items()},
+                "tinylm_best_mode": ours, "hf_best_mode": hf,
+                "speedup_vs_hf_best": round(statistics.median(rw[ours] / rw[hf] for rw in rounds), 2),
+                "mfu_vs_bf16_peak": {k: round(statistics.median(rw[k] * fpt / rw["bf16_peak"] for rw in rounds), 4)
+                                     for k in steps},
+                "median_bf16_peak_flops": statistics.median(rw["bf16_peak"] for rw in rounds),
+                "warmup_s": warmup, "rounds": [{k: (round(v, 1) if isinstance(v, float) else v) for k, v in rw.items()}
+                                               for rw in rounds],
+            }
+            out["presets"].append(summary)
+            print(f"{preset}: tinylm {ours} {med[ours]:,.0f} tok/s vs HF {hf} {med[hf]:,.0f} tok/s -> "
+                  f"{summary['speedup_vs_hf_best']}x (median of per-round ratios); tinylm MFU "
+                  f"{summary['mfu_vs_bf16_peak'][ours]:.1%} of the bf16 peak measured in each round")
+            del steps
+    write_result("train_throughput", args.out, out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", default="1m,10m")
@@ -93,7 +155,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--modes", default=",".join(MODES), help=f"subset of {','.join(MODES)}")
     ap.add_argument("--out", default=str(RESULTS / "train_throughput.json"))
+    ap.add_argument("--paired", action="store_true", help="one step of each per round (for a busy machine)")
+    ap.add_argument("--threads", type=int, default=0, help="intra-op threads for both (0 = torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.paired:
+        return paired(args)
     B, T = args.batch_size, args.seq_len
     modes = args.modes.split(",")
     load_start = loadavg()

@@ -9,7 +9,8 @@ The choices follow Llama (Touvron et al. 2023) and are the ones every small open
 - no biases anywhere, attention through F.scaled_dot_product_attention (flash kernels on GPU).
 
 The forward pass returns logits; losses live with the training objectives (tinylm/train/objectives.py).
-A KVCache turns the same forward into incremental decoding (tinylm/sample.py).
+A KVCache turns the same forward into incremental decoding (tinylm/sample.py); `decode_step` is
+the one-token step with position-independent shapes that compiled decoding uses.
 """
 
 from __future__ import annotations
