@@ -17,7 +17,11 @@ shared machine hits all of them) and each keeps its best round; every round's ti
 Compilation happens in a fresh Inductor cache directory, so the warm-up seconds are those of a
 first run (later runs reuse Inductor's on-disk cache).
 
-Run: python bench/generate_speed.py [--presets 1m,10m] [--new 200]
+`--dtype bf16` casts both models' weights (and so the KV caches) to bf16: half the bytes read per
+token. Tokens are then compared with HF in bf16 and may differ where two logits nearly tie.
+
+Run: python bench/generate_speed.py [--presets 1m,10m] [--new 200] [--threads 1]
+     python bench/generate_speed.py --dtype bf16 --batches 1 --threads 1 --out bench/results/generate_speed_bf16.json
 Writes bench/results/generate_speed.json (needs `transformers`).
 """
 
@@ -77,6 +81,7 @@ def main():
     ap.add_argument("--prompt", type=int, default=16)
     ap.add_argument("--new", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads for all four (0 = torch's default)")
     ap.add_argument("--out", default=str(RESULTS / "generate_speed.json"))
     args = ap.parse_args()
@@ -95,6 +100,8 @@ def main():
         hf.load_state_dict(to_hf_state_dict(model.state_dict(), cfg), strict=False)
         if cfg.tie_embeddings:
             hf.tie_weights()
+        if args.dtype == "bf16":
+            model, hf = model.to(torch.bfloat16), hf.to(torch.bfloat16)
         for B in map(int, args.batches.split(",")):
             prompts = torch.randint(0, cfg.vocab_size, (B, args.prompt), generator=torch.Generator().manual_seed(B))
             fns = {impl: runner(impl, model, hf, prompts, args.new) for impl in IMPLS}
@@ -126,7 +133,7 @@ def main():
                   f"{row.get('tinylm_compiled_vs_hf_compiled')}x; identical tokens "
                   + ", ".join(f"{i} {row[f'{i}_identical_to_hf']:.0%}" for i in outs), flush=True)
     write_result("generate_speed", args.out, {
-        "precision": "fp32", "decoding": "greedy", "prompt_tokens": args.prompt, "threads": torch.get_num_threads(),
+        "precision": args.dtype, "decoding": "greedy", "prompt_tokens": args.prompt, "threads": torch.get_num_threads(),
         "transformers": transformers.__version__, "loadavg_start": load_start, "rows": rows, "failures": failures,
     })
 
