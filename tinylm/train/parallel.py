@@ -10,7 +10,9 @@ torchtitan) wraps each transformer block, then the root (embedding, final norm, 
 block's weights are all-gathered just before it runs and freed after; gradients are
 reduce-scattered. On GPU the blocks compute in bf16 with fp32 gradient reduction
 (`MixedPrecisionPolicy`); on CPU the weights stay fp32 and bf16 comes from autocast, exactly as
-in single-process and DDP training, so the three give the same numbers.
+in single-process and DDP training, so the three give the same numbers. (gloo in torch 2.13 runs
+FSDP2's all-gather and reduce-scatter, with a bf16 MixedPrecisionPolicy too; it is not used on CPU
+because autocast keeps norms and softmax in fp32 as single-process training does.)
 
 Checkpoints do not depend on the layout: under FSDP every rank takes part in gathering the full
 (unsharded) state with `torch.distributed.checkpoint.state_dict`, rank 0 writes it in the same
