@@ -123,7 +123,8 @@ def test_fsdp_equals_single_process_accumulation_and_checkpoints_are_interchange
     assert meta_a["optimizer_param_groups"] == meta_b["optimizer_param_groups"]
 
     # FSDP checkpoint (world size 2) -> resumed by one process: the same next losses
-    pretrain.build(PretrainConfig(tiny_model_cfg, dataclasses.replace(single, run_dir=str(tmp_path / "fsdp")))).fit(resume=True)
+    resumed = dataclasses.replace(single, run_dir=str(tmp_path / "fsdp"))
+    pretrain.build(PretrainConfig(tiny_model_cfg, resumed)).fit(resume=True)
     assert _close([r["loss"] for r in ref], _losses(tmp_path / "fsdp"))
 
     # and the other way: a single-process checkpoint resumed by two FSDP ranks

@@ -11,7 +11,8 @@ CPU Inductor's C++ wrapper launches the fused kernels without Python. A decoding
 model is dominated by per-operator overhead, so this is 2.6x faster at 1M parameters on CPU (1.2x
 at 10M, where reading the weights dominates; bench/results/generate_speed.json), after compiling
 for 12-25 s per model shape and batch size (cached on disk by Inductor): it pays off for long or
-many generations (ifeval, batch sampling), not for one short sample. Tokens are identical to the eager path under greedy decoding (tested).
+many generations (ifeval, batch sampling), not for one short sample. Tokens are identical to the
+eager path under greedy decoding (tested).
 
 Run: tinylm sample --checkpoint runs/default --prompt "Once upon a time" --temperature 0.8
 """

@@ -229,7 +229,8 @@ class Trainer:
         grad_norm = None
         if self.cfg.grad_clip > 0:
             # over DTensors (FSDP) the norm is reduced across shards: the norm of the full gradient
-            grad_norm = parallel.full_tensor(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            grad_norm = parallel.full_tensor(grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.rt.world_size > 1:  # log the global mean loss and count, as one process would see them
