@@ -3,7 +3,7 @@ import torch
 
 from tinylm.config import ModelConfig
 from tinylm.model import GPT
-from tinylm.sample import generate, sample_next
+from tinylm.sample import generate, generate_batch, sample_next
 
 
 @pytest.fixture
@@ -80,3 +80,7 @@ def test_compiled_decoding_gives_the_tokens_of_eager_decoding_and_full_recomputa
     # sampling draws the same tokens from the same logits
     kw = dict(temperature=1.0, top_k=20, top_p=0.9, seed=7)
     assert list(generate(model, [1, 2], 30, compile=True, **kw)) == list(generate(model, [1, 2], 30, **kw))
+    # batched: one compiled graph per batch size
+    prompts = torch.randint(0, 61, (3, 4), generator=torch.Generator().manual_seed(2))
+    assert torch.equal(generate_batch(model, prompts, 20, temperature=0, compile=True),
+                       generate_batch(model, prompts, 20, temperature=0))
