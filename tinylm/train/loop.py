@@ -4,7 +4,8 @@ A stage hands the Trainer a model, a batch source (anything with `next_batch()`,
 `state_dict()` and `load_state_dict()`), an objective `objective(model, batch) -> (loss, n)`, and
 optional `evaluate(model) -> dict` and `sample(model, step) -> list[dict]` hooks. The loop owns
 everything else: AdamW, the LR schedule, gradient accumulation derived from a token budget,
-autocast, optional torch.compile, clipping, logging to metrics.jsonl, checkpoints and exact resume.
+autocast, optional torch.compile, clipping, logging to metrics.jsonl, checkpoints and exact resume,
+and data parallelism under torchrun (DDP or FSDP2: tinylm/train/parallel.py).
 
 Exact resume: a checkpoint holds the weights, AdamW moments, every RNG state and the data
 position, and nothing in the loop draws from a global RNG between checkpoints (samples use their
