@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,8 +13,14 @@ from tinylm.util import code_version, hardware_info
 RESULTS = Path(__file__).parent / "results"
 
 
+def loadavg() -> list[float]:
+    """1/5/15-minute load averages: how busy the (shared) machine was around a measurement."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def write_result(name: str, path, body: dict) -> dict:
-    """Write {header..., **body} as JSON to `path` and return it."""
+    """Write {header..., **body} as JSON to `path` and return it (with the load average at the end;
+    scripts put `loadavg_start` in `body`)."""
     out = {
         "benchmark": name,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -21,6 +28,7 @@ def write_result(name: str, path, body: dict) -> dict:
         "hardware": hardware_info(),  # includes python and torch versions
         "code_version": code_version(),
         **body,
+        "loadavg_end": loadavg(),
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(out, indent=2) + "\n")

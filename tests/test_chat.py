@@ -101,6 +101,16 @@ def test_chat_with_kv_cache_equals_full_recomputation(model, tokenizer):
     assert [m["role"] for m in session.messages] == ["system"] + ["user", "assistant"] * 3
 
 
+@pytest.mark.slow
+def test_compiled_chat_decoding_gives_the_eager_replies_across_turns(model, tokenizer):
+    eager = ChatSession(model, tokenizer, system="Be kind.")
+    compiled = ChatSession(model, tokenizer, system="Be kind.", compile=True)
+    for turn in ("Hello there.", "Tell me more.", "Why?"):
+        a = "".join(compiled.send(turn, max_new_tokens=8, temperature=0))
+        assert a == "".join(eager.send(turn, max_new_tokens=8, temperature=0))
+        assert compiled.ids == eager.ids and compiled.cache.pos == eager.cache.pos
+
+
 def test_respond_matches_session_first_turn(model, tokenizer):
     msgs = [{"role": "user", "content": "Hi!"}]
     session = ChatSession(model, tokenizer)

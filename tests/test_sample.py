@@ -3,7 +3,7 @@ import torch
 
 from tinylm.config import ModelConfig
 from tinylm.model import GPT
-from tinylm.sample import generate, sample_next
+from tinylm.sample import generate, generate_batch, sample_next
 
 
 @pytest.fixture
@@ -52,3 +52,35 @@ def test_batched_generation_equals_one_sequence_at_a_time(model):
     out = generate_batch(model, prompts, 20, temperature=0)
     for row, prompt in zip(out.tolist(), prompts.tolist()):
         assert row == list(generate(model, prompt, 20, temperature=0))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_static_decode_step_equals_cached_forward(model, batch):
+    # GPT.decode_step (fixed shapes, whole cache masked) is what compiled decoding runs
+    from tinylm.model import KVCache
+
+    prompts = torch.randint(0, 61, (batch, 5), generator=torch.Generator().manual_seed(1))
+    a, b = KVCache(model.cfg, batch, 48, "cpu", torch.float32), KVCache(model.cfg, batch, 48, "cpu", torch.float32)
+    with torch.no_grad():
+        model(prompts, kv_cache=a), model(prompts, kv_cache=b)
+        tok = prompts[:, -1]
+        for pos in range(5, 30):
+            ref = model(tok[:, None], kv_cache=a)[:, -1]
+            got = model.decode_step(tok[:, None], torch.tensor([pos]), b.k, b.v)
+            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+            tok = ref.argmax(-1)
+
+
+@pytest.mark.slow
+def test_compiled_decoding_gives_the_tokens_of_eager_decoding_and_full_recomputation(model):
+    prompt = [3, 17, 5, 9]
+    compiled = list(generate(model, prompt, 40, temperature=0, compile=True))
+    assert compiled == list(generate(model, prompt, 40, temperature=0))
+    assert compiled == list(generate(model, prompt, 40, temperature=0, use_cache=False))
+    # sampling draws the same tokens from the same logits
+    kw = dict(temperature=1.0, top_k=20, top_p=0.9, seed=7)
+    assert list(generate(model, [1, 2], 30, compile=True, **kw)) == list(generate(model, [1, 2], 30, **kw))
+    # batched: one compiled graph per batch size
+    prompts = torch.randint(0, 61, (3, 4), generator=torch.Generator().manual_seed(2))
+    assert torch.equal(generate_batch(model, prompts, 20, temperature=0, compile=True),
+                       generate_batch(model, prompts, 20, temperature=0))

@@ -99,8 +99,8 @@ class ChatSession:
     """A multi-turn conversation that keeps one KV cache across turns: each turn prefills only
     the new user message, never the whole history again."""
 
-    def __init__(self, model, tok, system: str | None = None):
-        self.model, self.tok, self.system = model, tok, system
+    def __init__(self, model, tok, system: str | None = None, compile: bool = False):
+        self.model, self.tok, self.system, self.compile = model, tok, system, compile
         self.role = _role_ids(tok)
         self.reset()
 
@@ -133,7 +133,7 @@ class ChatSession:
         self.ids += new
         stream, out = TextStream(self.tok), []
         for t in generate(self.model, new, max_new_tokens, temperature, top_k, top_p, seed=seed,
-                          stop_ids=(self.role["end"],), cache=self.cache):
+                          stop_ids=(self.role["end"],), cache=self.cache, compile=self.compile):
             out.append(t)
             if t != self.role["end"]:
                 yield stream.push(t)
@@ -145,7 +145,7 @@ class ChatSession:
 
 
 def respond(model, tok, messages, max_new_tokens: int = 200, temperature: float = 0.0, top_k: int = 0,
-            top_p: float = 1.0, seed: int | None = None) -> str:
+            top_p: float = 1.0, seed: int | None = None, compile: bool = False) -> str:
     """One assistant turn for a conversation (evaluation, one-shot generation)."""
     from tinylm.sample import generate
 
@@ -154,5 +154,6 @@ def respond(model, tok, messages, max_new_tokens: int = 200, temperature: float 
     if room <= 1:
         raise ContextFullError(f"prompt of {len(prompt)} tokens leaves no room in a context of {model.cfg.seq_len}")
     stop = end_id(tok)
-    out = list(generate(model, prompt, min(max_new_tokens, room), temperature, top_k, top_p, seed=seed, stop_ids=(stop,)))
+    out = list(generate(model, prompt, min(max_new_tokens, room), temperature, top_k, top_p, seed=seed,
+                        stop_ids=(stop,), compile=compile))
     return tok.decode([t for t in out if t != stop])

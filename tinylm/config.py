@@ -103,6 +103,7 @@ class TrainConfig:
     dtype: str = "bf16"  # autocast dtype: bf16 | fp16 | fp32
     compile: bool = False
     threads: int = 0  # CPU intra-op threads; 0 = torch's default (one per core)
+    parallel: str = "ddp"  # under torchrun: ddp (replicate the model) | fsdp (shard weights, grads, AdamW state)
     # batch
     batch_size: int = 32  # sequences per micro-batch
     total_batch_tokens: int = 8192  # tokens per optimizer step; grad accumulation is derived
@@ -162,6 +163,7 @@ class ChatConfig:
     top_p: float = 1.0
     seed: int = 0
     device: str = "auto"
+    compile: bool = False  # compiled decoding: 2.6x tokens/s at 1M on CPU after 12-25 s of compiling; for long runs
 
 
 @dataclass
@@ -176,6 +178,7 @@ class IFEvalConfig:
     max_new_tokens: int = 160
     seed: int = 0
     device: str = "auto"
+    compile: bool = False  # compiled decoding: 2.6x tokens/s at 1M on CPU after 12-25 s of compiling; for long runs
     out: str = ""  # JSON results path; a Markdown file of sample responses is written beside it
 
 
@@ -205,6 +208,7 @@ class SampleConfig:
     num_samples: int = 1
     seed: int = 0
     device: str = "auto"
+    compile: bool = False  # compiled decoding: 2.6x tokens/s at 1M on CPU after 12-25 s of compiling; for long runs
 
 
 @dataclass

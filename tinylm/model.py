@@ -9,12 +9,14 @@ The choices follow Llama (Touvron et al. 2023) and are the ones every small open
 - no biases anywhere, attention through F.scaled_dot_product_attention (flash kernels on GPU).
 
 The forward pass returns logits; losses live with the training objectives (tinylm/train/objectives.py).
-A KVCache turns the same forward into incremental decoding (tinylm/sample.py).
+A KVCache turns the same forward into incremental decoding (tinylm/sample.py); `decode_step` is
+the one-token step with position-independent shapes that compiled decoding uses.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -50,21 +52,31 @@ def apply_rope(x, cos, sin):
 
 
 class KVCache:
-    """Preallocated keys/values for every layer: (n_layer, B, n_kv_head, max_len, head_dim)."""
+    """Preallocated keys/values, one (B, n_kv_head, max_len, head_dim) tensor per layer (separate
+    tensors, so a compiled decoding step updates each in place instead of copying one big buffer)."""
 
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device, dtype):
-        shape = (cfg.n_layer, batch_size, cfg.n_kv_head, max_len, cfg.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        shape = (batch_size, cfg.n_kv_head, max_len, cfg.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
         self.pos = 0  # number of positions already stored
         self.max_len = max_len
 
     def update(self, layer: int, k, v):
         """Store k/v (B, Hkv, T, D) at the current position; return all keys/values so far."""
         t = k.size(2)
-        self.k[layer, :, :, self.pos : self.pos + t] = k
-        self.v[layer, :, :, self.pos : self.pos + t] = v
-        return self.k[layer, :, :, : self.pos + t], self.v[layer, :, :, : self.pos + t]
+        self.k[layer][:, :, self.pos : self.pos + t] = k
+        self.v[layer][:, :, self.pos : self.pos + t] = v
+        return self.k[layer][:, :, : self.pos + t], self.v[layer][:, :, : self.pos + t]
+
+
+class DecodeSlot(NamedTuple):
+    """Where one static-shape decoding step (GPT.decode_step) writes and what it may attend to."""
+
+    k: list[torch.Tensor]  # KVCache.k: per layer (B, Hkv, max_len, D), written in place
+    v: list[torch.Tensor]
+    pos: torch.Tensor  # (1,) long: the position of the token being decoded
+    mask: torch.Tensor  # (max_len,) bool: positions <= pos
 
 
 class Attention(nn.Module):
@@ -77,13 +89,15 @@ class Attention(nn.Module):
         self.wv = nn.Linear(cfg.n_embd, cfg.n_kv_head * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.n_head * cfg.head_dim, cfg.n_embd, bias=False)
 
-    def forward(self, x, cos, sin, kv_cache: KVCache | None = None):
+    def forward(self, x, cos, sin, kv_cache: KVCache | DecodeSlot | None = None):
         B, T, C = x.size()
         q = self.wq(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         k = self.wk(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         v = self.wv(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
 
+        if isinstance(kv_cache, DecodeSlot):
+            return self.wo(self._decode_attention(q, k, v, kv_cache))
         if kv_cache is None or kv_cache.pos == 0:
             mask, causal = None, True  # plain training / prefill: standard causal mask
         elif T == 1:
@@ -92,7 +106,7 @@ class Attention(nn.Module):
             past = kv_cache.pos
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
             causal = False
-        if kv_cache is not None:
+        if isinstance(kv_cache, KVCache):
             k, v = kv_cache.update(self.layer_idx, k, v)
         if self.n_kv_head != self.n_head:  # GQA: share each kv head across n_head/n_kv_head queries
             rep = self.n_head // self.n_kv_head
@@ -100,6 +114,19 @@ class Attention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.wo(y)
+
+    def _decode_attention(self, q, k, v, slot: DecodeSlot):
+        """One query per sequence against the whole cache, positions after slot.pos masked out.
+        Written out rather than through SDPA so torch.compile fuses the mask and softmax, and
+        grouped per kv head so the cache is never repeated for GQA. q (B, H, 1, D) -> (B, 1, C)."""
+        B, rep = q.size(0), self.n_head // self.n_kv_head
+        k_all, v_all = slot.k[self.layer_idx], slot.v[self.layer_idx]  # (B, Hkv, max_len, D)
+        k_all.index_copy_(2, slot.pos, k)
+        v_all.index_copy_(2, slot.pos, v)
+        q = q.view(B, self.n_kv_head, rep, self.head_dim)  # the query heads that share a kv head
+        att = (q @ k_all.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))  # (B, Hkv, rep, max_len)
+        att = att.masked_fill(~slot.mask, float("-inf")).softmax(dim=-1)
+        return (att @ v_all).view(B, 1, self.n_head * self.head_dim)  # (B, 1, C)
 
 
 class FeedForward(nn.Module):
@@ -171,6 +198,20 @@ class GPT(nn.Module):
             kv_cache.pos += T
         x = self.norm(x)
         return x if return_hidden else self.lm_head(x)  # (B, T, V)
+
+    def decode_step(self, idx, pos, k_cache, v_cache):
+        """One new token per sequence with shapes that do not depend on the position, so
+        torch.compile builds one graph for a whole generation (tinylm/sample.py). idx: (B, 1);
+        pos: (1,) long tensor, its position; k_cache/v_cache: a KVCache's buffers, written at `pos`
+        in place. Attention runs over the whole cache with the positions after `pos` masked out:
+        the same result as forward(idx, kv_cache) for one token. Returns logits (B, V)."""
+        cos, sin = self.rope_cos.index_select(0, pos), self.rope_sin.index_select(0, pos)  # (1, D/2)
+        mask = torch.arange(k_cache[0].size(2), device=idx.device) <= pos  # (max_len,)
+        slot = DecodeSlot(k_cache, v_cache, pos, mask)
+        x = self.wte(idx)  # (B, 1, C)
+        for block in self.layers:
+            x = block(x, cos, sin, slot)
+        return self.lm_head(self.norm(x))[:, -1]  # (B, V)
 
     # ------------------------------------------------------------------ accounting
     def num_params(self, non_embedding: bool = False) -> int:

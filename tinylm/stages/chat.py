@@ -32,14 +32,14 @@ def _reply(session: ChatSession, text: str, cfg: ChatConfig, out) -> None:
 
 def generate_once(cfg: ChatConfig, out=sys.stdout) -> str:
     model, tok, _ = load_model(cfg.checkpoint, resolve_device(cfg.device))
-    session = ChatSession(model, tok, cfg.system or None)
+    session = ChatSession(model, tok, cfg.system or None, compile=cfg.compile)
     _reply(session, cfg.prompt, cfg, out)
     return session.messages[-1]["content"]
 
 
 def chat(cfg: ChatConfig, inp=sys.stdin, out=sys.stdout) -> None:
     model, tok, meta = load_model(cfg.checkpoint, resolve_device(cfg.device))
-    session = ChatSession(model, tok, cfg.system or None)
+    session = ChatSession(model, tok, cfg.system or None, compile=cfg.compile)
     out.write(f"tinylm chat: {meta.get('stage', 'model')} checkpoint at step {meta.get('step')}, context "
               f"{model.cfg.seq_len} tokens. {HELP}\n")
     while True:

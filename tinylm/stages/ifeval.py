@@ -34,7 +34,7 @@ def run(cfg: IFEvalConfig) -> dict:
     t0 = time.time()
 
     def respond_fn(messages, max_new_tokens, temperature, top_k, seed):
-        return respond(model, tok, messages, max_new_tokens, temperature, top_k, seed=seed)
+        return respond(model, tok, messages, max_new_tokens, temperature, top_k, seed=seed, compile=cfg.compile)
 
     rows, skipped = score_instructions(task, examples, respond_fn, cfg.temperature, cfg.top_k, cfg.max_new_tokens,
                                        cfg.samples, cfg.seed)

@@ -75,6 +75,7 @@ def build(cfg: PretrainConfig) -> Trainer:
 def run(cfg: PretrainConfig, resume: bool = False) -> dict:
     trainer = build(cfg)
     summary = trainer.fit(resume=resume)
-    print(f"pretrain: done at step {summary['step']}, {summary['tokens']:,} tokens, {summary['elapsed_s']:.0f}s"
-          + (f", val bpb {summary['val_bpb']:.4f}" if "val_bpb" in summary else ""))
+    if trainer.rt.is_main:
+        print(f"pretrain: done at step {summary['step']}, {summary['tokens']:,} tokens, {summary['elapsed_s']:.0f}s"
+              + (f", val bpb {summary['val_bpb']:.4f}" if "val_bpb" in summary else ""))
     return summary

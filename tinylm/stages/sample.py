@@ -21,7 +21,7 @@ def run(cfg: SampleConfig) -> list[str]:
         sys.stdout.write(cfg.prompt)
         stream = TextStream(tok)
         for t in generate(model, ids, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
-                          seed=cfg.seed + i, stop_ids=(tok.eot_id,)):
+                          seed=cfg.seed + i, stop_ids=(tok.eot_id,), compile=cfg.compile):
             if t == tok.eot_id:
                 break
             sys.stdout.write(stream.push(t))

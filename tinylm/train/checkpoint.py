@@ -30,8 +30,8 @@ from tinylm.util import fsync_dir
 STEP_PREFIX = "step_"
 
 
-def _model_tensors(model) -> dict[str, torch.Tensor]:
-    sd = model.state_dict()
+def _model_tensors(model, sd: dict | None = None) -> dict[str, torch.Tensor]:
+    sd = dict(model.state_dict() if sd is None else sd)
     if getattr(model, "cfg", None) is not None and model.cfg.tie_embeddings:
         sd.pop("lm_head.weight", None)  # same storage as wte.weight; safetensors refuses shared tensors
     return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
@@ -49,8 +49,7 @@ def load_model_weights(model, path) -> None:
     load_state_dict_checked(model, load_file(str(path)), path)
 
 
-def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], list]:
-    sd = optimizer.state_dict()
+def _optimizer_tensors(sd: dict) -> tuple[dict[str, torch.Tensor], list]:
     tensors = {}
     for idx, state in sd["state"].items():
         for k, v in state.items():
@@ -58,26 +57,33 @@ def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], list]:
     return tensors, sd["param_groups"]
 
 
-def _load_optimizer(optimizer, tensors: dict, param_groups: list) -> None:
+def optimizer_state(ckpt_dir) -> dict:
+    """The checkpoint's AdamW state as `optimizer.state_dict()` returns it (state by parameter index)."""
+    ckpt_dir = Path(ckpt_dir)
+    tensors = load_file(str(ckpt_dir / "optimizer.safetensors"))
     state: dict[int, dict] = {}
     for key, v in tensors.items():
         if key.startswith("state."):
             _, idx, name = key.split(".", 2)
             state.setdefault(int(idx), {})[name] = v
-    optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+    return {"state": state, "param_groups": read_meta(ckpt_dir)["optimizer_param_groups"]}
 
 
 def save_checkpoint(run_dir, step: int, model, optimizer=None, meta: dict | None = None,
-                    tokenizer_path=None, keep_last: int = 0) -> Path:
+                    tokenizer_path=None, keep_last: int = 0, state: tuple[dict, dict | None] | None = None) -> Path:
+    """Write a checkpoint of `model` (and `optimizer`). `state` = (model state dict, optimizer state
+    dict) gathered elsewhere replaces `model.state_dict()` / `optimizer.state_dict()`: the full state
+    of a sharded (FSDP) model, which only a collective over all ranks can produce."""
+    model_sd, optim_sd = state if state is not None else (None, optimizer.state_dict() if optimizer is not None else None)
     ckpt_root = Path(run_dir) / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"{STEP_PREFIX}{step:06d}"
     tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=f".{final.name}.", suffix=".tmp"))
     try:
-        save_file(_model_tensors(model), str(tmp / "model.safetensors"))
+        save_file(_model_tensors(model, model_sd), str(tmp / "model.safetensors"))
         meta = dict(meta or {}, step=step)
-        if optimizer is not None:
-            tensors, groups = _optimizer_tensors(optimizer)
+        if optim_sd is not None:
+            tensors, groups = _optimizer_tensors(optim_sd)
             tensors["rng.torch"] = torch.get_rng_state()
             if torch.cuda.is_available() and torch.cuda.is_initialized():
                 tensors["rng.cuda"] = torch.cuda.get_rng_state()
@@ -144,11 +150,13 @@ def read_meta(ckpt_dir) -> dict:
 
 
 def restore_training_state(ckpt_dir, optimizer) -> dict:
-    """Load optimizer moments and every RNG state; returns the meta dict."""
+    """Load optimizer moments (unless `optimizer` is None: a sharded one is loaded collectively)
+    and every RNG state; returns the meta dict."""
     ckpt_dir = Path(ckpt_dir)
     meta = read_meta(ckpt_dir)
     tensors = load_file(str(ckpt_dir / "optimizer.safetensors"))
-    _load_optimizer(optimizer, tensors, meta["optimizer_param_groups"])
+    if optimizer is not None:
+        optimizer.load_state_dict(optimizer_state(ckpt_dir))
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])

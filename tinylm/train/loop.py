@@ -4,7 +4,8 @@ A stage hands the Trainer a model, a batch source (anything with `next_batch()`,
 `state_dict()` and `load_state_dict()`), an objective `objective(model, batch) -> (loss, n)`, and
 optional `evaluate(model) -> dict` and `sample(model, step) -> list[dict]` hooks. The loop owns
 everything else: AdamW, the LR schedule, gradient accumulation derived from a token budget,
-autocast, optional torch.compile, clipping, logging to metrics.jsonl, checkpoints and exact resume.
+autocast, optional torch.compile, clipping, logging to metrics.jsonl, checkpoints and exact resume,
+and data parallelism under torchrun (DDP or FSDP2: tinylm/train/parallel.py).
 
 Exact resume: a checkpoint holds the weights, AdamW moments, every RNG state and the data
 position, and nothing in the loop draws from a global RNG between checkpoints (samples use their
@@ -13,7 +14,6 @@ own seeded generator), so a run killed and resumed produces bit-identical losses
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from tinylm.config import TrainConfig
 from tinylm.runtime import Runtime, peak_flops
-from tinylm.train.checkpoint import (find_checkpoint, list_checkpoints, load_model_weights, read_meta,
-                                     restore_training_state, save_checkpoint)
+from tinylm.train import parallel
+from tinylm.train.checkpoint import (find_checkpoint, list_checkpoints, load_model_weights, optimizer_state,
+                                     read_meta, restore_training_state, save_checkpoint)
 from tinylm.train.objectives import next_token_loss
 from tinylm.train.optim import build_optimizer, lr_at
 from tinylm.util import code_version, hardware_info
@@ -102,12 +104,11 @@ class Trainer:
         self.run_dir = Path(cfg.run_dir)
         self.seq_len = model.cfg.seq_len
         self.accum = grad_accum_steps(cfg, self.seq_len, rt.world_size)
-        self.optimizer = build_optimizer(model, cfg, rt.device)
-        self.train_model = model
-        if rt.world_size > 1:  # data parallel: every rank its own batches, gradients averaged
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            self.train_model = DDP(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+        # data parallel: every rank its own batches, gradients averaged (DDP), or also the weights,
+        # gradients and AdamW moments split across ranks (FSDP, which shards `model` in place)
+        self.train_model = parallel.wrap(model, rt.device, rt.world_size, cfg.parallel)
+        self.sharded = parallel.is_sharded(model)
+        self.optimizer = build_optimizer(model, cfg, rt.device)  # after sharding: over the shards
         if cfg.compile:
             self.train_model = torch.compile(self.train_model)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", rt.is_main)
@@ -132,10 +133,23 @@ class Trainer:
         }
 
     def save(self) -> Path | None:
+        # a sharded model's full state is gathered by all ranks together; only rank 0 writes
+        state = parallel.full_state(self.model, self.optimizer) if self.sharded else None
         if not self.rt.is_main:
             return None
         return save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, self._meta(),
-                               self.tokenizer_path, self.cfg.keep_last)
+                               self.tokenizer_path, self.cfg.keep_last, state=state)
+
+    def _load_weights(self, ckpt: Path, with_optimizer: bool) -> None:
+        if not self.sharded:
+            load_model_weights(self.model, ckpt / "model.safetensors")
+            if with_optimizer:
+                self.optimizer.load_state_dict(optimizer_state(ckpt))
+            return
+        main = self.rt.is_main  # rank 0 reads the files and broadcasts; every rank keeps its shard
+        parallel.load_full_state(self.model, self.optimizer if with_optimizer else None,
+                                 load_file(str(ckpt / "model.safetensors")) if main else None,
+                                 optimizer_state(ckpt) if main and with_optimizer else None, self.rt.rank)
 
     def resume(self) -> bool:
         """Restore the newest checkpoint of run_dir, if any. Returns whether one was found."""
@@ -157,8 +171,8 @@ class Trainer:
         changed = _config_diff(meta.get("config", {}).get("train", {}), self.run_config.get("config", {}).get("train", {}))
         if changed and self.rt.is_main:
             print(f"resume: training config changed since the checkpoint: {'; '.join(changed)}")
-        load_model_weights(self.model, ckpt / "model.safetensors")
-        restore_training_state(ckpt, self.optimizer)
+        self._load_weights(ckpt, with_optimizer=True)
+        restore_training_state(ckpt, None)  # RNG states
         self.train_data.load_state_dict(meta["data_state"])
         self.step, self.tokens_seen = meta["step"], meta["tokens_seen"]
         self.loss_tokens = meta.get("loss_tokens", 0)
@@ -179,11 +193,14 @@ class Trainer:
         return out
 
     def _sample(self) -> None:
-        if self.sample_fn is None or not self.rt.is_main:
+        # a sharded model runs only when every rank runs it (each forward all-gathers the weights)
+        if self.sample_fn is None or not (self.rt.is_main or self.sharded):
             return
         self.model.eval()
         rows = self.sample_fn(self.model, self.step)
         self.model.train()
+        if not self.rt.is_main:
+            return
         with open(self.run_dir / "samples.jsonl", "a") as f:
             for r in rows:
                 f.write(json.dumps(dict(r, step=self.step)) + "\n")
@@ -203,9 +220,8 @@ class Trainer:
             batch = self.train_data.next_batch()
             x = batch[0] if isinstance(batch, (tuple, list)) else None
             positions += x.numel() if torch.is_tensor(x) else self.cfg.total_batch_tokens // (self.accum * self.rt.world_size)
-            # DDP: all-reduce gradients only on the last micro-batch of the step
-            sync = micro == self.accum - 1 or not hasattr(self.train_model, "no_sync")
-            with contextlib.nullcontext() if sync else self.train_model.no_sync():
+            # DDP/FSDP: reduce gradients only on the last micro-batch of the step
+            with parallel.gradient_sync(self.train_model, sync=micro == self.accum - 1):
                 with self.rt.autocast():
                     loss, n = self.objective(self.train_model, batch)
                 (loss / self.accum).backward()
@@ -213,7 +229,9 @@ class Trainer:
             self._loss_tokens += n.detach() if torch.is_tensor(n) else n
         grad_norm = None
         if self.cfg.grad_clip > 0:
+            # over DTensors (FSDP) the norm is reduced across shards: the norm of the full gradient
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            grad_norm = parallel.full_tensor(grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.rt.world_size > 1:  # log the global mean loss and count, as one process would see them
@@ -229,7 +247,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not (resume and self.resume()):
             if cfg.init_from:
-                load_model_weights(self.model, find_checkpoint(cfg.init_from) / "model.safetensors")
+                self._load_weights(find_checkpoint(cfg.init_from), with_optimizer=False)
             self.metrics.truncate_after(-1)
         peak, peak_src = peak_flops(rt.device, rt.dtype) if self.flops_per_token else (0.0, "")
         if rt.is_main:
