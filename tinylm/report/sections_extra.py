@@ -62,6 +62,25 @@ def _paired_responses(by_model: dict[str, dict], k: int = 3) -> list:
     return out
 
 
+def _eval_samples(ctx: Context) -> list:
+    """The evaluation's fixed prompt set, every evaluated model's answer under each prompt."""
+    models = [(label, ev, path) for r in ctx.runs for label, ev, path in r.evals()
+              if isinstance(((ev.get("tasks") or {}).get("samples") or {}).get("samples"), list)]
+    if not models:
+        return []
+    first = models[0][1]["tasks"]["samples"]
+    out = [Paragraph(f"The evaluation's fixed prompts ({first.get('protocol', '')}), each model's generation "
+                     "under each prompt; from " + ", ".join(rel(Path(p).parent / "eval.json") if p else label
+                                                            for label, _, p in models) + ":")]
+    for i, x in enumerate(first["samples"]):
+        out.append(Paragraph(f"Prompt {i + 1} ({x.get('kind')}): {x.get('prompt')}"))
+        for label, ev, _ in models:
+            got = ev["tasks"]["samples"]["samples"]
+            if i < len(got) and got[i].get("prompt") == x.get("prompt"):
+                out.append(Verbatim(clip(got[i].get("output", "")), label))
+    return out
+
+
 def samples_section(ctx: Context) -> Section:
     s = Section("Qualitative samples")
     for run in ctx.runs:
@@ -81,10 +100,7 @@ def samples_section(ctx: Context) -> Section:
             s.add(Paragraph("Responses to the same held-out instructions, greedy decoding, from "
                             + ", ".join(rel(run.dir / f"ifeval-{n}.json") for n in greedy) + ":"))
             s.add(*_paired_responses(greedy))
-        if run.eval_samples:
-            src = run.eval_path.parent / "samples.md" if run.eval_path else run.dir / "samples.md"
-            s.add(Paragraph(f"Generations recorded by the evaluation ({rel(src)}, first {SAMPLE_CHARS * 3} characters):"),
-                  Verbatim(clip(run.eval_samples, SAMPLE_CHARS * 3)))
+    s.add(*_eval_samples(ctx))
     if not s.blocks:
         s.add(Missing("Not available: no samples.jsonl, ifeval responses or eval/samples.md in any run."))
     return s

@@ -214,7 +214,8 @@ def primary(task: dict) -> tuple[str, dict]:
 
 
 def eval_table(models) -> Table:
-    names = sorted({t for _, ev, _ in models for t in (ev.get("tasks") or {})},
+    names = sorted({t for _, ev, _ in models for t, x in (ev.get("tasks") or {}).items()
+                    if not isinstance(x, dict) or x.get("primary", True)},  # generation-only tasks have no score
                    key=lambda t: (TASK_ORDER.index(t) if t in TASK_ORDER else len(TASK_ORDER), t))
     rows = []
     for t in names:
