@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import time
 from pathlib import Path
 
@@ -146,8 +147,12 @@ def run(lm, task_names: list[str], limit: int, out_dir, extra: dict | None = Non
             "code_version": code_version(), "hardware": hardware_info(), "limit": limit or None,
             "prefix_doc_start": True, **(extra or {})}
 
+    load_start = [round(x, 2) for x in os.getloadavg()]
+
     def save(found):
-        doc = {**head, "seconds": round(time.time() - t0, 1), **found}
+        # load averages say whether the seconds were measured on a quiet machine
+        doc = {**head, "seconds": round(time.time() - t0, 1), "loadavg_start": load_start,
+               "loadavg_end": [round(x, 2) for x in os.getloadavg()], **found}
         return doc, write(doc, out_dir)
 
     found = evaluate(lm, task_names, limit, on_task=save)
