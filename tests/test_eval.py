@@ -452,3 +452,15 @@ def test_hf_directories_load_llama_into_tinylm_and_others_through_transformers(t
         lp = F.log_softmax(gpt2(ids).logits[0, :-1].float(), -1)
     expected = sum(lp[len(ctx) - 1 + i, t].item() for i, t in enumerate(cont))
     assert ll == pytest.approx(expected, abs=1e-4)
+
+
+def test_tasks_run_with_different_limits_share_a_results_file(tmp_path):
+    harness.write(_doc("m", 0.6), tmp_path)
+    limited = _doc("m", 0.7)
+    limited["tasks"] = {"blimp": {**limited["tasks"]["blimp"], "limit": 5}}
+    limited["limit"] = 5
+    harness.write(limited, tmp_path)
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert saved["limit"] == "per task" and saved["tasks"]["blimp"]["limit"] == 5 and "wikitext" in saved["tasks"]
+    table = compare_markdown([saved])
+    assert "0.700 ± 0.050 (n≤5†)" in table and "| 2.600 |" in table

@@ -48,7 +48,9 @@ def rows(docs: list[dict]) -> list[dict]:
                     order.append(key)
                     info[key] = {"task": name, "metric": metric, "higher_is_better": r.get("higher_is_better", True),
                                  "chance": r.get("chance") if metric.startswith("acc") else None}
-    return [{**info[k], "cells": [d["tasks"].get(k[0], {}).get("metrics", {}).get(k[1]) for d in docs]} for k in order]
+    return [{**info[k], "cells": [d["tasks"].get(k[0], {}).get("metrics", {}).get(k[1]) for d in docs],
+             "limits": [d["tasks"].get(k[0], {}).get("limit", d.get("limit")) if k[0] in d["tasks"] else None
+                        for d in docs]} for k in order]
 
 
 def _best(cells: list[dict | None], higher: bool) -> int | None:
@@ -68,13 +70,15 @@ def compare_markdown(docs: list[dict], names: list[str] | None = None) -> str:
     out = ["| task | metric | chance | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
     for r in rows(docs):
         best = _best(r["cells"], r["higher_is_better"])
-        cells = [f"**{_cell(c)}**" if i == best else _cell(c) for i, c in enumerate(r["cells"])]
+        cells = [(f"**{_cell(c)}**" if i == best else _cell(c)) + (f" (n≤{lim}†)" if lim else "")
+                 for i, (c, lim) in enumerate(zip(r["cells"], r["limits"]))]
         chance = f"{r['chance']:.3f}" if r["chance"] is not None else ""
         arrow = "" if r["higher_is_better"] else " (lower is better)"
         out.append(f"| {r['task']} | {r['metric']}{arrow} | {chance} | " + " | ".join(cells) + " |")
     models = "\n".join(f"- **{n}**: `{d['model'].get('spec')}` ({d['model'].get('kind')}, "
                        f"{d['model'].get('params', 0):,} parameters, context {d['model'].get('seq_len')}), "
-                       f"evaluated {d.get('date', '?')}{', --limit ' + str(d['limit']) if d.get('limit') else ''}"
+                       f"evaluated {d.get('date', '?')}"
                        for n, d in zip(names, docs))
     return "\n".join(out) + "\n\nValues ± half-width of the 95% interval; bold: best, when its interval does not " \
-        "overlap the runner-up's.\n\n" + models + "\n"
+        "overlap the runner-up's. † run with --limit: the first N examples of the task (per subject for MMLU, " \
+        "per paradigm for BLiMP), so the interval is wider than on the full set.\n\n" + models + "\n"

@@ -43,6 +43,7 @@ def evaluate(lm, task_names: list[str], limit: int = 0, log=print, on_task=None)
             log(f"{name}: skipped: {e}")
             continue
         res["seconds"] = round(time.time() - t0, 1)
+        res["limit"] = limit or None
         res["requests"] = lm.counters.requests
         res["truncated"] = lm.counters.truncated
         results[name] = res
@@ -79,6 +80,9 @@ def markdown_table(doc: dict) -> str:
              f"Model `{m.get('spec')}` ({m.get('kind')}, {m.get('params', 0):,} parameters, context {m.get('seq_len')}); "
              f"{doc['date']}, code {doc['code_version']}, {doc['seconds']:.0f} s"
              + (f", --limit {doc['limit']}" if doc.get("limit") else "") + ".\n",
+             *([f"Tasks run with --limit (first N examples; per subject/paradigm for MMLU/BLiMP): "
+                + ", ".join(f"{n} ({r['limit']})" for n, r in doc["tasks"].items() if r.get("limit")) + ".\n"]
+               if any(r.get("limit") for r in doc["tasks"].values()) else []),
              "| task | metric | value ± 95% CI | chance | n | shots | truncated | seconds |",
              "|---|---|---|---|---|---|---|---|"]
     for name, r in doc["tasks"].items():
@@ -131,10 +135,15 @@ def write(doc: dict, out_dir) -> Path:
             old = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             old = {}
-        if old.get("model", {}).get("spec") == doc["model"].get("spec") and old.get("limit") == doc.get("limit"):
+        if old.get("model", {}).get("spec") == doc["model"].get("spec"):
+            # each task records its own --limit, so tasks run with different limits can share a file
+            for r in old.get("tasks", {}).values():
+                r.setdefault("limit", old.get("limit"))
             doc["tasks"] = {**{k: v for k, v in old.get("tasks", {}).items() if k not in doc["tasks"]}, **doc["tasks"]}
             doc["errors"] = {k: v for k, v in {**old.get("errors", {}), **doc["errors"]}.items() if k not in doc["tasks"]}
             doc["seconds"] = sum(r.get("seconds", 0) for r in doc["tasks"].values())
+            limits = {r.get("limit") for r in doc["tasks"].values()}
+            doc["limit"] = limits.pop() if len(limits) == 1 else "per task"
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
     atomic_write_text(out / "eval.md", markdown_table(doc))
     atomic_write_text(out / "samples.md", samples_markdown(doc))

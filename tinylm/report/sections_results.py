@@ -341,7 +341,8 @@ def evaluation_section(ctx: Context) -> Section:
     f = eval_figure(ctx, models)
     if f:
         s.add(f)
-    mc = [label for label, ev, _ in models if ev.get("limit")]
+    mc = [label for label, ev, _ in models
+          if ev.get("limit") or any(isinstance(t, dict) and t.get("limit") for t in (ev.get("tasks") or {}).values())]
     if mc:
         s.add(Paragraph(f"Evaluated on a subset (--limit) for {', '.join(mc)}: CIs are wider than on the full sets."))
     proto = {t: x.get("protocol") for _, ev, _ in models for t, x in (ev.get("tasks") or {}).items() if x.get("protocol")}
