@@ -114,6 +114,18 @@ def test_batching_and_dedup_do_not_change_scores(tokenizer):
     assert a[0] == a[1]
 
 
+def test_choices_after_one_prompt_share_one_forward_row(tokenizer):
+    stub = BigramStub(tokenizer.vocab_size, seed=3)
+    seen = []
+    lm = make_lm(tokenizer, lambda x: (seen.append(x.shape[0]), stub(x))[1])
+    prompt = "Which is a pet?\nA. cat\nB. tree\nC. boat\nD. cake\nAnswer:"
+    got = lm.loglikelihood([(prompt, f" {c}") for c in "ABCD"])
+    inputs = {tuple((lambda c, k: (c + k)[:-1])(*lm.encode_pair(prompt, f" {c}"))) for c in "ABCD"}
+    assert seen == [len(inputs)] and len(inputs) < 4  # letters that are one token share the prompt's row
+    separate = [make_lm(tokenizer, stub).loglikelihood([(prompt, f" {c}")])[0] for c in "ABCD"]
+    assert got == separate
+
+
 def test_long_context_is_truncated_from_the_left_and_counted(tokenizer):
     stub = BigramStub(tokenizer.vocab_size, seed=2)
     lm = make_lm(tokenizer, stub, max_length=8)

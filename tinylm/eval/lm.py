@@ -74,21 +74,31 @@ class LanguageModel:
     # ----------------------------------------------------------------------------- scoring
     def _score(self, requests: list[tuple[list[int], list[int]]], desc: str = "") -> list[tuple[float, bool]]:
         """requests: (input ids, target ids), the targets aligned with the LAST len(targets)
-        positions of the input. Returns (sum of target log-probs, every target is the argmax)."""
+        positions of the input. Returns (sum of target log-probs, every target is the argmax).
+
+        Each distinct input is run once: requests that differ only in their targets (MMLU's
+        " A".." D" after one prompt) read their log-probs off the same row."""
         from tqdm import tqdm
 
-        unique: dict[tuple, int] = {}
-        order: list[tuple] = []
+        rows: dict[tuple, int] = {}
+        inputs: list[tuple] = []
+        targets: list[list[tuple]] = []  # per row: the distinct target tuples scored on it
+        where: list[tuple[int, int]] = []  # per request: (row, index into that row's targets)
         for inp, tgt in requests:
-            key = (tuple(inp), tuple(tgt))
-            if key not in unique:
-                unique[key] = len(order)
-                order.append(key)
-        by_len = sorted(range(len(order)), key=lambda i: -len(order[i][0]))
-        results: list[tuple[float, bool] | None] = [None] * len(order)
+            key = tuple(inp)
+            if key not in rows:
+                rows[key] = len(inputs)
+                inputs.append(key)
+                targets.append([])
+            r, t = rows[key], tuple(tgt)
+            if t not in targets[r]:
+                targets[r].append(t)
+            where.append((r, targets[r].index(t)))
+        by_len = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
+        results: list[list] = [[None] * len(t) for t in targets]
         batches, cur = [], []
         for i in by_len:
-            width = len(order[cur[0]][0]) if cur else len(order[i][0])
+            width = len(inputs[cur[0]]) if cur else len(inputs[i])
             if cur and (len(cur) + 1) * width > self.batch_tokens:
                 batches.append(cur)
                 cur = []
@@ -97,33 +107,38 @@ class LanguageModel:
             batches.append(cur)
         ctx = (torch.autocast(device_type=torch.device(self.device).type, dtype=self.autocast_dtype)
                if self.autocast_dtype else contextlib.nullcontext())
-        show = len(order) > 2000
+        show = len(inputs) > 2000
         with torch.inference_mode(), ctx:
             for batch in tqdm(batches, desc=desc, leave=False, disable=not show, mininterval=5):
-                width = len(order[batch[0]][0])
+                width = len(inputs[batch[0]])
                 x = torch.zeros(len(batch), width, dtype=torch.long)
-                rows, cols, tgts, sizes = [], [], [], []
+                pos_r, pos_c, tgts, sizes = [], [], [], []
                 for r, i in enumerate(batch):
-                    inp, tgt = order[i]
+                    inp = inputs[i]
                     x[r, : len(inp)] = torch.tensor(inp)
-                    n, k = len(inp), len(tgt)
-                    rows += [r] * k
-                    cols += range(n - k, n)
-                    tgts += tgt
-                    sizes.append(k)
+                    n = len(inp)
+                    for tgt in targets[i]:
+                        k = len(tgt)
+                        pos_r += [r] * k
+                        pos_c += range(n - k, n)
+                        tgts += tgt
+                        sizes.append(k)
                 x = x.to(self.device)
-                rows_t, cols_t = torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device)
+                rows_t, cols_t = torch.tensor(pos_r, device=self.device), torch.tensor(pos_c, device=self.device)
                 if self.model is not None:  # lm_head only where a target is scored
                     logits = self.model.lm_head(self.model(x, return_hidden=True)[rows_t, cols_t])
                 else:
                     logits = self.forward(x)[rows_t, cols_t]
                 lp = F.log_softmax(logits.float(), dim=-1)
                 t = torch.tensor(tgts, device=lp.device)
-                tok_ll = lp.gather(-1, t[:, None]).squeeze(-1).double().cpu()
-                hit = (lp.argmax(-1) == t).cpu()
-                for i, ll, h in zip(batch, tok_ll.split(sizes), hit.split(sizes)):
-                    results[i] = (ll.sum().item(), bool(h.all()))
-        return [results[unique[(tuple(inp), tuple(tgt))]] for inp, tgt in requests]
+                tok_ll = lp.gather(-1, t[:, None]).squeeze(-1).double().cpu().split(sizes)
+                hit = (lp.argmax(-1) == t).cpu().split(sizes)
+                j = 0
+                for i in batch:
+                    for k in range(len(targets[i])):
+                        results[i][k] = (tok_ll[j].sum().item(), bool(hit[j].all()))
+                        j += 1
+        return [results[r][k] for r, k in where]
 
     def loglikelihood(self, pairs: list[tuple[str, str]], desc: str = "") -> list[tuple[float, bool]]:
         """log P(continuation | context) and whether greedy decoding would produce it."""
