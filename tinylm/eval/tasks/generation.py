@@ -135,9 +135,12 @@ class Samples(EvalTask):
         for i, (kind, prompt) in enumerate(SAMPLE_PROMPTS[: limit or None]):
             try:
                 if kind == "story":
-                    ids = lm.generate([lm.tok.eot_id] + lm.tok.encode(prompt), self.max_new_tokens, self.temperature,
+                    prompt_ids = lm.tok.encode(prompt)
+                    ids = lm.generate([lm.tok.eot_id] + prompt_ids, self.max_new_tokens, self.temperature,
                                       self.top_k, self.seed + i, (lm.tok.eot_id,))
-                    text = prompt + lm.tok.decode([t for t in ids if t != lm.tok.eot_id])
+                    # decoded together: a SentencePiece decoder drops the leading space of a
+                    # sequence, so the continuation decoded alone would lose the space after the prompt
+                    text = lm.tok.decode(prompt_ids + [t for t in ids if t != lm.tok.eot_id])
                 else:
                     text = respond([{"role": "user", "content": prompt}], self.max_new_tokens, self.temperature,
                                    self.top_k, self.seed + i)
