@@ -248,7 +248,7 @@ class PipelineConfig:
     sft_mixture: str = "alpaca:1,instructions:1"  # SFT task mixture (see `tinylm/tasks`)
     ifeval_n: int = 300  # held-out checkable instructions scored for the base and the SFT model
     eval_tasks: str = "quick"  # `tinylm eval` suite or task list for the base and SFT models ("" = skip)
-    eval_limit: int = 0  # examples per evaluation task; 0 = all
+    eval_limit: int = 200  # examples per evaluation task (per paradigm for BLiMP) to keep `make run` short; 0 = all
     report: bool = True  # finish with `tinylm report` on the run (PDF only when a TeX engine is installed)
     device: str = "auto"
     compile: bool = False  # torch.compile the model (first steps slower, then faster)
