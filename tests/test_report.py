@@ -317,3 +317,11 @@ def test_imported_model_architecture_comes_from_its_checkpoint_meta(tmp_path):
     params = fint(describe(model)["params"])
     assert any(line.startswith("| parameters |") and line.endswith(f"| {params} |") for line in md.splitlines())
     assert "stories260K/checkpoints/step_000000/meta.json" in md and "1.1444" in md
+
+
+def test_tex_sample_lines_starting_with_a_bracket_are_not_line_break_lengths():
+    from tinylm.report.document import Verbatim
+    from tinylm.report.render_tex import _verbatim
+
+    tex = _verbatim(Verbatim("Their side.\n\n[9]\nTHE END", "gc-1m"))
+    assert "\\\\\n{}[9]" in tex  # "\\[9]" would be a line break with an optional length: LaTeX error

@@ -149,7 +149,8 @@ def _verbatim(v: Verbatim) -> str:
         line = line.rstrip()
         # leading indentation (verse) is kept; a wrapped line's continuation is indented
         lines += textwrap.wrap(line, VERBATIM_COLS, subsequent_indent="    ") or [""]
-    body = "\\\\\n".join(tex_escape(ln, tt=True).replace(" ", "~") or r"\mbox{}" for ln in lines)
+    # "{}" first: after a line break (\\) a line starting with "[" would be read as its optional [length]
+    body = "\\\\\n".join("{}" + (tex_escape(ln, tt=True).replace(" ", "~") or r"\mbox{}") for ln in lines)
     return f"\\begin{{sample}}{{{_text(v.label)}}}\n{body}\n\\end{{sample}}\n"
 
 
