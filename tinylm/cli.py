@@ -88,7 +88,7 @@ STAGES = {
     "eval": (C.EvalConfig, "evaluate a model (tinylm, llama2.c .bin or Hugging Face) on benchmark tasks"),
     "export": (C.ExportConfig, "export a checkpoint to Hugging Face (LlamaForCausalLM) or llama2.c format"),
     "import": (C.ImportConfig, "import a Hugging Face Llama directory or a llama2.c .bin as a tinylm checkpoint"),
-    "pipeline": (C.PipelineConfig, "run the default pipeline: tokenizer -> prepare -> pretrain -> bpb -> sft -> ifeval"),
+    "pipeline": (C.PipelineConfig, "run the default pipeline: tokenizer -> prepare -> pretrain -> bpb -> eval -> sft -> ifeval -> eval -> report"),
 }
 
 
