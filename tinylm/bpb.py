@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from tinylm.train.objectives import IGNORE_INDEX
 
 
 def rolling_windows(n_tokens: int, max_len: int, context_len: int):
@@ -73,49 +72,20 @@ class BpbResult:
         return d
 
 
-@torch.no_grad()
-def score_documents(model, tok, docs, context_len: int = 0, batch_size: int = 16, autocast=None) -> BpbResult:
-    """Rolling-window log-likelihood of each document; see the module docstring."""
-    import contextlib
+def score_documents(model, tok, docs, context_len: int = 0, batch_size: int = 16) -> BpbResult:
+    """Rolling-window log-likelihood of each document; see the module docstring. The windows are
+    scored by the evaluation harness's engine (tinylm/eval/lm.py), the one home of that loop."""
+    from tinylm.eval.lm import LanguageModel
+    from tinylm.model import GPT
 
-    autocast = autocast or contextlib.nullcontext
-    device = next(model.parameters()).device
     L = model.cfg.seq_len
     context_len = context_len or max(L // 2, 1)
-    nll, n_tok, n_bytes, n_words, n_docs = 0.0, 0, 0, 0, 0
-    pending: list[tuple[list[int], int]] = []  # (input ids + 1 target, n_pred)
-
-    def flush():
-        nonlocal nll
-        if not pending:
-            return
-        width = max(len(s) - 1 for s, _ in pending)
-        x = torch.zeros(len(pending), width, dtype=torch.long)
-        y = torch.full((len(pending), width), IGNORE_INDEX, dtype=torch.long)
-        for i, (s, n_pred) in enumerate(pending):
-            n = len(s) - 1
-            x[i, :n] = torch.tensor(s[:-1])
-            y[i, n - n_pred : n] = torch.tensor(s[n + 1 - n_pred :])
-        x, y = x.to(device), y.to(device)
-        with autocast():
-            logits = model(x)
-        nll += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX,
-                               reduction="sum").item()
-        pending.clear()
-
-    for doc in docs:
-        ids = tok.encode(doc)
-        s = [tok.eot_id] + ids
-        for a, b, n_pred in rolling_windows(len(ids), L, context_len):
-            pending.append((s[a : b + 1], n_pred))
-            if len(pending) == batch_size:
-                flush()
-        n_tok += len(ids)
-        n_bytes += len(doc.encode("utf-8"))
-        n_words += len(doc.split())
-        n_docs += 1
-    flush()
-    return BpbResult(nll, n_tok, n_bytes, n_words, n_docs, context_len, L)
+    docs = list(docs)
+    lm = LanguageModel(forward=model, tok=tok, max_length=L, model=model if isinstance(model, GPT) else None,
+                       device=str(next(model.parameters()).device), batch_tokens=batch_size * L)
+    scored = lm.loglikelihood_rolling(docs, context_len)
+    return BpbResult(-sum(ll for ll, _ in scored), sum(n for _, n in scored), sum(len(d.encode("utf-8")) for d in docs),
+                     sum(len(d.split()) for d in docs), len(docs), context_len, L)
 
 
 @torch.no_grad()

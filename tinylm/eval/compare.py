@@ -26,7 +26,8 @@ def load_results(path) -> dict:
     return doc
 
 
-def _cell(m: dict | None, digits: int = 3) -> str:
+def fmt_metric(m: dict | None, digits: int = 3) -> str:
+    """value ± half-width of its 95% interval ("-" when there is no value)."""
     if not m or m.get("value") is None:
         return "-"
     v = m["value"]
@@ -70,7 +71,7 @@ def compare_markdown(docs: list[dict], names: list[str] | None = None) -> str:
     out = ["| task | metric | chance | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
     for r in rows(docs):
         best = _best(r["cells"], r["higher_is_better"])
-        cells = [(f"**{_cell(c)}**" if i == best else _cell(c)) + (f" (n≤{lim}†)" if lim else "")
+        cells = [(f"**{fmt_metric(c)}**" if i == best else fmt_metric(c)) + (f" (n≤{lim}†)" if lim else "")
                  for i, (c, lim) in enumerate(zip(r["cells"], r["limits"]))]
         chance = f"{r['chance']:.3f}" if r["chance"] is not None else ""
         arrow = "" if r["higher_is_better"] else " (lower is better)"

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from tinylm.eval import tasks as registry
+from tinylm.eval.compare import fmt_metric
 from tinylm.eval.tasks.base import TaskDataError
 from tinylm.util import atomic_write_text, code_version, hardware_info
 
@@ -51,16 +52,6 @@ def evaluate(lm, task_names: list[str], limit: int = 0, log=print, on_task=None)
         if on_task:
             on_task({"tasks": results, "errors": errors})
     return {"tasks": results, "errors": errors}
-
-
-def fmt_metric(m: dict, digits: int = 3) -> str:
-    v = m.get("value")
-    if v is None:
-        return "-"
-    s = f"{v:.{digits}f}" if abs(v) < 1000 else f"{v:,.0f}"
-    if m.get("ci95"):
-        s += f" ± {(m['ci95'][1] - m['ci95'][0]) / 2:.{digits}f}"
-    return s
 
 
 def summary_line(name: str, res: dict) -> str:
