@@ -211,19 +211,11 @@ def _from_gpt(model, tok, info: dict, device: str) -> LanguageModel:
 def load_llama2c(path, tokenizer, device="cpu") -> LanguageModel:
     """A llama2.c legacy .bin checkpoint with its tokenizer (.bin from llama2.c, or the
     SentencePiece .model it was made from)."""
-    from tinylm.interop import llama2c
-    from tinylm.model import GPT
-    from tinylm.tokenizer import Tokenizer
-    from tinylm.train.checkpoint import load_state_dict_checked
+    from tinylm.interop import read_model
 
-    if not tokenizer:
-        raise ValueError(f"{path}: a llama2.c checkpoint needs its tokenizer: --tokenizer tok512.bin (or .model)")
-    cfg, sd = llama2c.read_checkpoint(path)
-    model = GPT(cfg)
-    load_state_dict_checked(model, sd, path)
-    tok = Tokenizer(llama2c.hf_tokenizer(tokenizer), str(tokenizer))
-    name = Path(path).stem
-    return _from_gpt(model, tok, {"spec": str(path), "name": name, "kind": "llama2c", "tokenizer": str(tokenizer)}, device)
+    model, tok = read_model("llama2c", path, tokenizer)
+    info = {"spec": str(path), "name": Path(path).stem, "kind": "llama2c", "tokenizer": str(tokenizer)}
+    return _from_gpt(model, tok, info, device)
 
 
 def load_hf(path, device="cpu") -> LanguageModel:
@@ -235,16 +227,10 @@ def load_hf(path, device="cpu") -> LanguageModel:
     cfg = __import__("json").loads((path / "config.json").read_text())
     name = path.name
     if cfg.get("model_type") == "llama":
-        from tinylm.interop.hf import import_hf
-        from tinylm.model import GPT
-        from tinylm.train.checkpoint import load_state_dict_checked
+        from tinylm.interop import read_model
 
-        model_cfg, sd, tok_path = import_hf(path)
-        if tok_path is None:
-            raise ValueError(f"{path}: no tokenizer.json")
-        model = GPT(model_cfg)
-        load_state_dict_checked(model, sd, path)
-        return _from_gpt(model, Tokenizer.load(tok_path), {"spec": str(path), "name": name, "kind": "hf"}, device)
+        model, tok = read_model("hf", path)
+        return _from_gpt(model, tok, {"spec": str(path), "name": name, "kind": "hf"}, device)
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as e:

@@ -15,10 +15,9 @@ from pathlib import Path
 
 from tinylm.config import ExportConfig, ImportConfig, to_dict
 from tinylm.interop import hf as hf_io
-from tinylm.interop import llama2c
-from tinylm.model import GPT
+from tinylm.interop import llama2c, read_model
 from tinylm.tokenizer import Tokenizer
-from tinylm.train.checkpoint import find_checkpoint, load_model, load_state_dict_checked, save_checkpoint
+from tinylm.train.checkpoint import find_checkpoint, load_model, save_checkpoint
 from tinylm.util import code_version
 
 
@@ -58,25 +57,16 @@ def export(cfg: ExportConfig) -> Path:
 def import_model(cfg: ImportConfig) -> Path:
     if not cfg.path:
         raise ValueError("import needs --path")
+    model, tok = read_model(cfg.format, cfg.path, cfg.tokenizer)
+    model_cfg = model.cfg
     with tempfile.TemporaryDirectory() as tmp:
-        if cfg.format == "llama2c":
-            if not cfg.tokenizer:
-                raise ValueError("a llama2.c checkpoint needs its tokenizer: --tokenizer tok512.bin")
-            model_cfg, sd = llama2c.read_checkpoint(cfg.path)
+        tok_path = Path(tok.path)
+        if cfg.format == "llama2c":  # the checkpoint holds the converted tokenizer.json
             tok_path = Path(tmp) / "tokenizer.json"
-            llama2c.hf_tokenizer(cfg.tokenizer).save(str(tok_path))
-        elif cfg.format == "hf":
-            model_cfg, sd, tok_path = hf_io.import_hf(cfg.path)
-            tok_path = Path(cfg.tokenizer) if cfg.tokenizer else tok_path
-            if tok_path is None:
-                raise ValueError(f"{cfg.path}: no tokenizer.json; pass --tokenizer")
-        else:
-            raise ValueError(f"unknown import format {cfg.format!r}; choose hf or llama2c")
-        tok = Tokenizer.load(tok_path)
+            llama2c.hf_tokenizer(cfg.tokenizer).save(str(tok_path))  # as converted, no runtime flags
+            tok = Tokenizer.load(tok_path)
         if tok.vocab_size != model_cfg.vocab_size:
             print(f"note: tokenizer has {tok.vocab_size} tokens, the model {model_cfg.vocab_size}")
-        model = GPT(model_cfg)
-        load_state_dict_checked(model, sd, cfg.path)
         meta = {"stage": "import", "tokens_seen": 0, "config": {"model": to_dict(model_cfg)},
                 "tokenizer_sha256": tok.sha256, "code_version": code_version(),
                 "source": {"format": cfg.format, "path": str(cfg.path), "tokenizer": str(cfg.tokenizer or tok_path)}}
