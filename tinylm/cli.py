@@ -290,7 +290,9 @@ def _main(argv=None) -> int:
         bpb.run(cfg)
     elif args.command == "eval":
         from tinylm.stages import eval as eval_stage
-        eval_stage.run(cfg)
+        doc = eval_stage.run(cfg)
+        if not doc["run_tasks"]:  # every task skipped: say so with a failing status
+            raise ValueError("no task produced a result: " + "; ".join(f"{n}: {e}" for n, e in doc["run_errors"].items()))
     elif args.command == "pipeline":
         run_pipeline(cfg)
     return 0

@@ -51,11 +51,16 @@ class ConversationLoader:
                 continue
             self.rows.append((np.asarray(ids, dtype=np.int64), np.asarray(mask, dtype=bool)))
         if len(self.rows) < batch_size * world_size:
-            raise DataError(f"{len(self.rows)} usable conversations (dropped {self.dropped_too_long} longer than "
-                            f"{seq_len + 1} tokens), fewer than one batch of {batch_size * world_size}")
+            raise DataError(f"{len(self.rows)} usable conversations of {len(self.rows) + self.dropped_too_long + self.dropped_no_target} "
+                            f"(dropped {self.dropped_too_long} longer than {seq_len + 1} tokens and "
+                            f"{self.dropped_no_target} without an assistant turn to learn from), fewer than one batch "
+                            f"of {batch_size * world_size}")
         self.epoch, self.cursor = 0, 0
         self._order = self._epoch_order(0)
         self._computed = self._padding = 0
+        # input positions of the average conversation (its length minus the last target), for the
+        # trainer's start line: a step of padded conversations holds far fewer real tokens than B*T
+        self.mean_length = float(np.mean([len(ids) - 1 for ids, _ in self.rows]))
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         n = len(self.rows)

@@ -20,7 +20,7 @@ from tinylm.model import GPT, describe
 from tinylm.runtime import Runtime, seed_everything
 from tinylm.tasks.mixture import mixture_examples
 from tinylm.tokenizer import Tokenizer
-from tinylm.train.checkpoint import find_checkpoint, read_meta
+from tinylm.train.checkpoint import check_tokenizer, find_checkpoint, read_meta
 from tinylm.train.loop import Trainer
 from tinylm.train.objectives import mean_loss
 
@@ -44,6 +44,7 @@ def build(cfg: SFTConfig) -> tuple[Trainer, dict]:
     ckpt = find_checkpoint(cfg.checkpoint)
     model_cfg = model_config_from(ckpt, cfg.model_overrides, verbose=rt.is_main)
     tok = Tokenizer.load(ckpt / "tokenizer.json")
+    check_tokenizer(tok, read_meta(ckpt), ckpt / "meta.json", model_cfg.vocab_size)
     if not tok.has_chat_tokens():
         raise ChatFormatError(f"{ckpt}: its tokenizer lacks the chat tokens (<|user|>, <|assistant|>, <|end|>); "
                               "SFT needs a base model trained with a tokenizer from `tinylm tokenizer`")
