@@ -79,13 +79,16 @@ class ConversationLoader:
         return np.concatenate([order[j * step : (j + 1) * step] for j in perm])
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "cursor": self.cursor, "seed": self.seed, "n_rows": len(self.rows)}
+        # the padding counters travel with the position, so a resumed run reports the whole run's padding
+        return {"epoch": self.epoch, "cursor": self.cursor, "seed": self.seed, "n_rows": len(self.rows),
+                "computed_positions": self._computed, "padding_positions": self._padding}
 
     def load_state_dict(self, state: dict) -> None:
         if state["n_rows"] != len(self.rows) or state["seed"] != self.seed:
             raise DataError(f"SFT data position was saved for {state['n_rows']} conversations (seed {state['seed']}), "
                             f"the data now has {len(self.rows)} (seed {self.seed})")
         self.epoch, self.cursor = state["epoch"], state["cursor"]
+        self._computed, self._padding = state.get("computed_positions", 0), state.get("padding_positions", 0)
         self._order = self._epoch_order(self.epoch)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:

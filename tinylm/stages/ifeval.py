@@ -24,7 +24,7 @@ from tinylm.util import atomic_write_text
 
 def run(cfg: IFEvalConfig) -> dict:
     model, tok, meta = load_model(cfg.checkpoint, resolve_device(cfg.device))
-    task = get_task(cfg.task, cfg.data_seed)
+    task = get_task(cfg.task, cfg.data_seed, cfg.heldout_percent)
     if not task.checkable:
         raise ValueError(f"task {cfg.task!r} has no checker")
     examples = task.examples("test")

@@ -117,6 +117,7 @@ class Trainer:
         self.loss_tokens = 0  # targets that carried loss (all tokens in pretraining; assistant tokens in SFT)
         self._loss_tokens = torch.zeros((), dtype=torch.long, device=rt.device)
         self.last_eval: dict = {}
+        self.steps_run = 0  # optimizer steps taken by this fit() call (0 when a finished run is resumed)
 
     # ------------------------------------------------------------------ checkpoints
     def _meta(self) -> dict:
@@ -292,6 +293,7 @@ class Trainer:
                 lr = lr_at(self.step, cfg)
                 step_loss, grad_norm, positions = self.train_step(lr)
                 self.step += 1
+                self.steps_run += 1
                 self.tokens_seen += positions
                 tokens_window += positions
                 window_losses.append(step_loss)
