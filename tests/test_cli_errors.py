@@ -304,3 +304,51 @@ def test_atomic_writes_keep_the_umask_mode(tmp_path):
         assert stat.S_IMODE((tmp_path / "eval.json").stat().st_mode) == 0o644
     finally:
         os.umask(old)
+
+
+# ------------------------------------------------------------------ one list of pipeline stages
+
+def test_pipeline_stage_lists_agree_with_what_runs(tmp_path, corpus_dir, monkeypatch, capsys):
+    """The Makefile comment, README, `tinylm --help` and `tinylm pipeline --help` quote the stage list
+    that run_pipeline actually follows."""
+    from pathlib import Path
+
+    import tinylm.cli as cli
+    from tinylm.stages import bpb, chat, eval as eval_stage, ifeval, prepare, pretrain as pre, report, sample, sft, tok_train
+
+    ran = []
+    run = tmp_path / "run"
+    for mod, name in ((tok_train, "tokenizer"), (prepare, "prepare"), (pre, "pretrain"), (bpb, "bpb"),
+                      (sample, "sample"), (sft, "sft"), (report, "report")):
+        monkeypatch.setattr(mod, "run", lambda *a, _n=name, **k: ran.append(_n))
+    monkeypatch.setattr(eval_stage, "run", lambda cfg: ran.append("eval (sft)" if cfg.model.endswith("sft") else "eval (base)"))
+    monkeypatch.setattr(ifeval, "run", lambda cfg: ran.append("ifeval (base, sft)"))
+    monkeypatch.setattr(chat, "generate_once", lambda cfg: ran.append("chat"))
+    cli.run_pipeline(cli.C.PipelineConfig(run_dir=str(run), corpus=str(corpus_dir / "train.txt")))
+    stages = [s for i, s in enumerate(ran) if i == 0 or ran[i - 1] != s]  # bpb, ifeval and chat run twice
+    assert tuple(stages) == cli.PIPELINE_STAGES
+
+    root = Path(__file__).resolve().parent.parent
+    flat = lambda text: " ".join(text.replace("#", " ").split())  # noqa: E731
+    assert cli.PIPELINE_ORDER in flat((root / "Makefile").read_text())
+    assert cli.PIPELINE_ORDER in flat((root / "README.md").read_text())
+    for argv in (["--help"], ["pipeline", "--help"]):
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert cli.PIPELINE_ORDER in flat(capsys.readouterr().out), argv
+
+
+def test_make_test_installs_every_optional_extra():
+    """CI runs `make test`: it must install every extra in pyproject.toml, so behaviour that only
+    appears with an extra installed (datasets present without a network) is tested."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    extras = set(tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    make = (root / "Makefile").read_text()
+    installed = set(re.search(r"^EXTRAS := (.+)$", make, re.M).group(1).split(","))
+    assert extras <= installed
+    assert re.search(r"^test: \$\(VENV\)/\.installed-all", make, re.M)
