@@ -191,3 +191,17 @@ def test_max_steps_zero_is_refused_before_any_work():
 
     with pytest.raises(ValueError, match="--train.max_steps must be >= 1"):
         validate(PretrainConfig(train=TrainConfig(max_steps=0)))
+
+
+def test_auto_dtype_uses_bf16_only_where_the_hardware_has_it(monkeypatch):
+    import torch
+
+    from tinylm.runtime import Runtime, resolve_dtype
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert resolve_dtype("auto", cpu) == "fp32"  # AVX2-only: emulated bf16 is several times slower
+    assert Runtime.create("cpu", "auto").dtype == torch.float32
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert resolve_dtype("auto", cpu) == "bf16"
+    assert resolve_dtype("fp32", cpu) == "fp32"  # an explicit choice is kept
