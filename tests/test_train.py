@@ -306,3 +306,17 @@ def test_full_disk_during_checkpoint_write_is_one_clear_error(tiny_model_cfg, ti
     line = [x for x in err.splitlines() if "error:" in x]
     assert len(line) == 1 and "No space left on device" in line[0] and "step_000004 is intact" in line[0]
     assert [p.name for p in (Path(t.run_dir) / "checkpoints").iterdir()] == ["step_000004"]
+
+
+def test_auto_dtype_uses_bf16_only_where_the_hardware_has_it(monkeypatch):
+    import torch
+
+    from tinylm.runtime import Runtime, resolve_dtype
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert resolve_dtype("auto", cpu) == "fp32"  # AVX2-only: emulated bf16 is several times slower
+    assert Runtime.create("cpu", "auto").dtype == torch.float32
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert resolve_dtype("auto", cpu) == "bf16"
+    assert resolve_dtype("fp32", cpu) == "fp32"  # an explicit choice is kept

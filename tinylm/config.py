@@ -103,7 +103,7 @@ class TrainConfig:
     data: str = "runs/default/data"  # a directory written by `tinylm prepare`
     seed: int = 1337  # weight initialisation and data order
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    dtype: str = "bf16"  # autocast dtype: bf16 | fp16 | fp32
+    dtype: str = "auto"  # autocast dtype: auto (bf16 where the hardware has it natively, else fp32 on CPU / fp16 on GPU) | bf16 | fp16 | fp32
     compile: bool = False  # torch.compile the model (first steps slower, then faster)
     threads: int = 0  # CPU intra-op threads; 0 = torch's default (one per core)
     parallel: str = "ddp"  # under torchrun: ddp (replicate the model) | fsdp (shard weights, grads, AdamW state)
@@ -287,7 +287,7 @@ RANGES: dict[str, dict[str, tuple]] = {
                            ifeval_n=NONNEG, eval_limit=NONNEG),
 }
 CHOICES: dict[str, dict[str, tuple]] = {
-    "TrainConfig": dict(dtype=("bf16", "fp16", "fp32"), schedule=("cosine", "wsd"), parallel=("ddp", "fsdp")),
+    "TrainConfig": dict(dtype=("auto", "bf16", "fp16", "fp32"), schedule=("cosine", "wsd"), parallel=("ddp", "fsdp")),
     "ExportConfig": dict(format=("hf", "llama2c")),
     "ImportConfig": dict(format=("hf", "llama2c")),
     "EvalConfig": dict(dtype=("fp32", "bf16")),
