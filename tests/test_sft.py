@@ -121,7 +121,7 @@ def test_model_overrides_are_applied_and_printed(base_run, capsys):
     assert "rope_theta = 10000.0 -> 20000.0" in capsys.readouterr().out
 
 
-def test_resuming_a_finished_sft_run_keeps_its_summary(base_run, tmp_path):
+def test_resuming_a_finished_sft_run_keeps_its_summary(base_run, tmp_path, capsys):
     """A skipped stage (the pipeline run a second time) must not overwrite the artifacts of the run
     that did the work; a run resumed midway reports the padding of the whole run."""
     chat = _chat_file(tmp_path, n=40)
@@ -130,6 +130,9 @@ def test_resuming_a_finished_sft_run_keeps_its_summary(base_run, tmp_path):
                         save_every=3, log_every=1)
     cfg = SFTConfig(checkpoint=str(base_run), mixture=f"jsonl:{chat}", val_examples=4, heldout_percent=20, train=train)
     first = sft.run(cfg)
+    start = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("training:"))
+    # padded conversations: the start line states real tokens per step, not B x T, and no empty peak
+    assert "real tokens" in start and "conversations averaging" in start and "TFLOP/s" not in start
     summary = (tmp_path / "sft" / "summary.json").read_text()
     assert first["padding"]["computed_positions"] > 0
     sft.run(cfg, resume=True)
