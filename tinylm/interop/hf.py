@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from tinylm.chat import jinja_template
+from tinylm.chat import jinja_template, stop_ids
 from tinylm.config import ModelConfig, to_dict
 from tinylm.util import atomic_write_text, code_version
 
@@ -104,8 +104,7 @@ def export_hf(model, tok, meta: dict, out_dir, scores: dict | None = None) -> Pa
     out.mkdir(parents=True, exist_ok=True)
     cfg = model.cfg
     chat_ok = tok.has_chat_tokens()
-    end = tok.hf.token_to_id("<|end|>") if chat_ok else None
-    eos_ids = [i for i in (end, tok.eot_id) if i is not None]
+    eos_ids = list(stop_ids(tok)) if chat_ok else [tok.eot_id]  # the ids `tinylm chat` stops at
     bos = tok.hf.id_to_token(tok.eot_id)
     save_file(to_hf_state_dict(model.state_dict(), cfg), str(out / "model.safetensors"), metadata={"format": "pt"})
     atomic_write_text(out / "config.json", json.dumps(hf_config(cfg, tok.eot_id, eos_ids, tok.pad_id), indent=2) + "\n")
