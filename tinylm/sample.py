@@ -145,27 +145,42 @@ def generate_batch(model: GPT, prompts: torch.Tensor, max_new_tokens: int, tempe
 
 class TextStream:
     """Turns a stream of token ids into printable text pieces. A UTF-8 character can span several
-    byte-level tokens, so text is only released once it no longer ends in a partial character."""
+    byte-level tokens, so text is only released once it no longer ends in a partial character.
 
-    def __init__(self, tok):
-        self.tok, self.ids, self.shown = tok, [], ""
+    `prefix` holds the ids the new tokens continue (the prompt): text is decoded together with
+    them, because a token's text can depend on what precedes it. A SentencePiece decoder drops the
+    leading space of the first token it decodes, so "Once upon a" + "▁time" decoded alone would
+    print "Once upon atime"."""
+
+    def __init__(self, tok, prefix=()):
+        self.tok, self.prefix, self.ids = tok, list(prefix), []
+        self.head = tok.decode(self.prefix) if self.prefix else ""
+        self.shown = ""
 
     def push(self, token: int) -> str:
         self.ids.append(token)
-        text = self.tok.decode(self.ids)
+        text = self.text()
         if text.endswith("\ufffd"):
             return ""
         new, self.shown = text[len(self.shown):], text
         return new
 
     def text(self) -> str:
-        return self.tok.decode(self.ids)
+        """Text of the new tokens only, as they read after the prefix."""
+        whole = self.tok.decode(self.prefix + self.ids)
+        return whole[len(self.head):] if whole.startswith(self.head) else self.tok.decode(self.ids)
+
+    def rest(self) -> str:
+        """What push() has not released yet (a trailing partial character)."""
+        return self.text()[len(self.shown):]
 
 
 def complete(model: GPT, tok, prompt: str, **kwargs) -> str:
     """Convenience: text in, text out. An empty prompt starts a new document (<|endoftext|>)."""
-    ids = [tok.eot_id] + tok.encode(prompt)
-    out = list(generate(model, ids, stop_ids=(tok.eot_id,), **kwargs))
-    if out and out[-1] == tok.eot_id:
-        out = out[:-1]
-    return prompt + tok.decode(out)
+    prompt_ids = tok.encode(prompt)
+    stream = TextStream(tok, prompt_ids)
+    for t in generate(model, [tok.eot_id] + prompt_ids, stop_ids=(tok.eot_id,), **kwargs):
+        if t == tok.eot_id:
+            break
+        stream.push(t)
+    return prompt + stream.text()
