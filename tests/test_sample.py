@@ -122,3 +122,38 @@ def test_sentencepiece_continuation_keeps_its_leading_space(sentencepiece_tok, m
     monkeypatch.setattr(sample_stage, "load_model", lambda *a, **k: (model, tok, {}))
     out = sample_stage.run(SampleConfig(checkpoint="x", prompt="Once upon a", num_samples=1, device="cpu"))
     assert out == ["Once upon a time"] and capsys.readouterr().out == "Once upon a time\n"
+
+
+def _hf_warped(logits, temperature, top_k, top_p):
+    warpers = pytest.importorskip("transformers.generation.logits_process")
+    out = warpers.TemperatureLogitsWarper(temperature)(None, logits.clone())
+    if top_k:
+        out = warpers.TopKLogitsWarper(top_k)(None, out)
+    if top_p < 1.0:
+        out = warpers.TopPLogitsWarper(top_p)(None, out)
+    return out
+
+
+CRAFTED = {
+    "uniform": [0.0, 0.0, 0.0, 0.0],  # exact top-p boundaries at 0.25, 0.5, 0.75
+    "halves": [2.0, 1.0, 1.0, 0.0, 0.0, -1.0],  # ties inside and at the top-k / top-p edges
+    "dyadic": [3 * 0.6931471805599453, 2 * 0.6931471805599453, 0.6931471805599453, 0.0, 0.0],  # 8:4:2:1:1
+    "peaked": [10.0, 0.0, 0.0, 0.0, -5.0],
+    "random": torch.randn(50, generator=torch.Generator().manual_seed(0)).tolist(),
+}
+
+
+@pytest.mark.parametrize("name", list(CRAFTED))
+def test_filters_select_what_transformers_warpers_select(name):
+    import itertools
+
+    from tinylm.sample import filter_logits
+
+    logits = torch.tensor([CRAFTED[name]])
+    for temperature, top_k, top_p in itertools.product([1.0, 0.5, 1.7], [0, 1, 2, 3, 4],
+                                                       [1.0, 0.0, 0.25, 0.5, 0.75, 0.8, 0.9, 0.5 + 1e-7]):
+        ours = filter_logits(logits, temperature, top_k, top_p)
+        theirs = _hf_warped(logits, temperature, top_k, top_p)
+        case = (temperature, top_k, top_p, ours, theirs)
+        assert torch.equal(torch.isinf(ours), torch.isinf(theirs)), case
+        assert torch.equal(ours[~torch.isinf(ours)], theirs[~torch.isinf(theirs)]), case
