@@ -129,6 +129,27 @@ def export_hf(model, tok, meta: dict, out_dir, scores: dict | None = None) -> Pa
     return out
 
 
+def rope_theta_of(c: dict, where) -> float:
+    """RoPE base of a Llama config in either layout: transformers 5 writes `rope_parameters`
+    ({"rope_type": "default", "rope_theta": ...}), earlier versions a top-level `rope_theta` with
+    `rope_scaling`. tinylm's model has plain RoPE only, so any scaling (linear, dynamic, yarn,
+    llama3, ...) is refused rather than silently dropped."""
+    params = c.get("rope_parameters") or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"{where}/config.json: rope_parameters is not an object")
+    if "full_attention" in params and isinstance(params["full_attention"], dict):  # per-layer-type layout
+        params = params["full_attention"]
+    for block in (params, c.get("rope_scaling") or {}):
+        kind = block.get("rope_type", block.get("type", "default"))
+        if kind != "default":
+            raise ValueError(f"{where}/config.json: RoPE scaling {kind!r} ({json.dumps(block)}) cannot be represented "
+                             "by tinylm's model (plain RoPE only); import refused")
+    thetas = {float(v) for v in (params.get("rope_theta"), c.get("rope_theta")) if v is not None}
+    if len(thetas) > 1:
+        raise ValueError(f"{where}/config.json: rope_parameters.rope_theta and rope_theta disagree ({sorted(thetas)})")
+    return thetas.pop() if thetas else 10000.0
+
+
 def import_hf(hf_dir) -> tuple[ModelConfig, dict[str, torch.Tensor], Path | None]:
     """(tinylm config, tinylm state dict, tokenizer.json path or None) of a Llama HF directory."""
     d = Path(hf_dir)
@@ -138,15 +159,16 @@ def import_hf(hf_dir) -> tuple[ModelConfig, dict[str, torch.Tensor], Path | None
         raise ValueError(f"{d}/config.json: {e}") from e
     if c.get("model_type") != "llama":
         raise ValueError(f"{d}: model_type {c.get('model_type')!r}; only Llama-architecture models can be imported")
-    if c.get("rope_scaling") or c.get("attention_bias") or c.get("mlp_bias"):
-        raise ValueError(f"{d}: rope_scaling / attention or MLP biases are not supported by tinylm's model")
+    if c.get("attention_bias") or c.get("mlp_bias"):
+        raise ValueError(f"{d}/config.json: attention or MLP biases are not supported by tinylm's model")
+    rope_theta = rope_theta_of(c, d)
     n_head = c["num_attention_heads"]
     head_dim = c.get("head_dim") or c["hidden_size"] // n_head
     if head_dim * n_head != c["hidden_size"]:
         raise ValueError(f"{d}: head_dim {head_dim} x {n_head} heads != hidden_size {c['hidden_size']}")
     cfg = ModelConfig(vocab_size=c["vocab_size"], seq_len=c["max_position_embeddings"], n_layer=c["num_hidden_layers"],
                       n_head=n_head, n_kv_head=c.get("num_key_value_heads", n_head), n_embd=c["hidden_size"],
-                      ffn_hidden=c["intermediate_size"], rope_theta=c.get("rope_theta", 10000.0),
+                      ffn_hidden=c["intermediate_size"], rope_theta=rope_theta,
                       norm_eps=c.get("rms_norm_eps", 1e-6), tie_embeddings=c.get("tie_word_embeddings", False))
     if dataclasses.replace(cfg, ffn_hidden=0).hidden_dim == cfg.ffn_hidden:
         cfg = dataclasses.replace(cfg, ffn_hidden=0)  # tinylm's default size: keep the config as tinylm writes it
