@@ -87,10 +87,15 @@ def stop_ids(tok) -> tuple[int, ...]:
     return (end_id(tok), tok.eot_id)
 
 
-def jinja_template() -> str:
-    """The template above for `tokenizer_config.json` (Hugging Face `apply_chat_template`)."""
-    return ("{{ bos_token }}{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}"
-            "<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+def jinja_template(mark: str = "") -> str:
+    """The template above for `tokenizer_config.json` (Hugging Face `apply_chat_template`).
+
+    `mark` prefixes the control tokens the template writes: the Hugging Face export names its
+    special tokens with that mark (interop/hf.py), so the text `<|end|>` in a message stays text,
+    and the mark itself is removed from messages so they cannot forge it."""
+    content = f"message['content'] | replace('{mark}', '')" if mark else "message['content']"
+    return ("{{ bos_token }}{% for message in messages %}" + mark + "<|{{ message['role'] }}|>{{ " + content + " }}"
+            + mark + "<|end|>{% endfor %}{% if add_generation_prompt %}" + mark + "<|assistant|>{% endif %}")
 
 
 # ---------------------------------------------------------------------------------------------
