@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make run    create .venv, install tinylm, run the default pipeline (tokenizer -> data -> pretrain -> eval -> samples)
-#   make test   create .venv, install tinylm with test dependencies, run the test suite
+#   make test   create .venv, install tinylm with test dependencies (pytest, transformers, lm-eval), run the test suite
 # TORCH pins the PyTorch build: the default is the CPU wheel this project is tested with; on a GPU
 # machine use e.g. `make run TORCH="torch --index-url https://download.pytorch.org/whl/cu128"`.
 
@@ -18,7 +18,7 @@ $(BIN)/activate:
 
 $(VENV)/.installed: $(BIN)/activate pyproject.toml
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,test]"
 	touch $@
 
 $(VENV)/.installed-hf: $(VENV)/.installed
