@@ -60,10 +60,8 @@ def test_lm_eval_hf_on_the_export_gives_tinylm_eval_numbers(tokenizer, local_dat
 
     torch.manual_seed(0)
     model = GPT(ModelConfig(vocab_size=tokenizer.vocab_size, seq_len=48, n_layer=2, n_head=4, n_kv_head=2, n_embd=32))
-    with torch.no_grad():  # non-trivial norm gains, as in tests/test_interop.py
-        for p in model.parameters():
-            if p.dim() == 1:
-                p.add_(torch.randn_like(p) * 0.1)
+    with torch.no_grad():  # a random model whose predictions are far from uniform, so differences would show
+        model.wte.weight.mul_(20)
     export_hf(model, tokenizer, {}, tmp_path / "hf")
     *rows, summary = side_by_side(tmp_path / "hf", ["wikitext", "arc-easy", "blimp"], 0, tmp_path / "harness")
     # every (context, continuation) the harness scored gets the same log-likelihood from tinylm
