@@ -12,7 +12,7 @@
     tinylm bpb        [--field v]    bits per byte of a checkpoint on a text   (BpbConfig)
     tinylm eval       --model M --tasks a,b [--limit N]   evaluation harness        (EvalConfig)
     tinylm compare    RESULTS...     one table across models' eval.json files
-    tinylm export     --format hf|llama2c --checkpoint C --out D                (ExportConfig)
+    tinylm export     --format hf|llama2c|gguf --checkpoint C --out D [--outtype f16]   (ExportConfig)
     tinylm import     --format hf|llama2c --path P [--tokenizer T] --out RUN    (ImportConfig)
     tinylm pipeline   [--field v]    the default pipeline, stage after stage    (PipelineConfig)
     tinylm report     RUN_DIR [RUN_DIR ...] [--out DIR] [--no_pdf]   technical report from artifacts
@@ -86,7 +86,7 @@ STAGES = {
     "ifeval": (C.IFEvalConfig, "constraint satisfaction on held-out checkable instructions"),
     "bpb": (C.BpbConfig, "bits per byte of a checkpoint on a text file or corpus"),
     "eval": (C.EvalConfig, "evaluate a model (tinylm, llama2.c .bin or Hugging Face) on benchmark tasks"),
-    "export": (C.ExportConfig, "export a checkpoint to Hugging Face (LlamaForCausalLM) or llama2.c format"),
+    "export": (C.ExportConfig, "export a checkpoint to Hugging Face (LlamaForCausalLM), llama2.c or GGUF (llama.cpp)"),
     "import": (C.ImportConfig, "import a Hugging Face Llama directory or a llama2.c .bin as a tinylm checkpoint"),
     "pipeline": (C.PipelineConfig, "run the default pipeline: tokenizer -> prepare -> pretrain -> bpb -> eval -> sft -> ifeval -> eval -> report"),
 }

@@ -185,8 +185,9 @@ class IFEvalConfig:
 @dataclass
 class ExportConfig:
     checkpoint: str = "runs/default"  # run dir or checkpoint dir
-    format: str = "hf"  # hf (transformers LlamaForCausalLM directory) | llama2c (run.c model.bin + tokenizer.bin)
-    out: str = "runs/default/export-hf"
+    format: str = "hf"  # hf (transformers LlamaForCausalLM directory) | llama2c (run.c model.bin + tokenizer.bin) | gguf (llama.cpp)
+    out: str = "runs/default/export-hf"  # gguf: a .gguf file, or a directory that gets model-<outtype>.gguf
+    outtype: str = "f32"  # gguf weights: f32 (exact) | f16 | q8_0 (norm gains stay f32)
 
 
 @dataclass
