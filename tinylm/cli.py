@@ -16,6 +16,7 @@
     tinylm import     --format hf|llama2c --path P [--tokenizer T] --out RUN    (ImportConfig)
     tinylm pipeline   [--field v]    the default pipeline, stage after stage    (PipelineConfig)
     tinylm report     RUN_DIR [RUN_DIR ...] [--out DIR] [--no_pdf]   technical report from artifacts
+    tinylm board      RUN_DIR [RUN_DIR ...] [--port P]   training curves of runs side by side (TensorBoard)
 
 Every field of a stage's config is a flag; `--config FILE.json` loads a saved config first and
 `--print_config` prints the resolved config without running anything.
@@ -118,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", metavar="RESULTS", help="eval output directories or eval.json files")
     p.add_argument("--out", default="", help="also write the table to this Markdown file")
     _add_report_parser(sub)
+    p = sub.add_parser("board", help="training curves of several runs side by side in TensorBoard",
+                       description="Open TensorBoard on the runs' tb/ event files (--train.tracker tensorboard); a run "
+                                   "trained without a tracker gets tb/ written from its metrics.jsonl first.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="training run directories (pretraining, sft, ...)")
+    p.add_argument("--port", type=int, default=6006, help="TensorBoard's port (default: 6006)")
+    p.add_argument("--print_only", action="store_true", help="print the tensorboard command instead of running it")
     return parser
 
 
@@ -171,6 +178,14 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "board":
+        from tinylm.train.tracker import TrackerError, board
+
+        try:
+            return board(args.runs, args.port, args.print_only)
+        except (TrackerError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     if args.command == "report":
         from tinylm.stages import report
 

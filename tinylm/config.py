@@ -128,6 +128,8 @@ class TrainConfig:
     save_every: int = 250
     keep_last: int = 3
     init_from: str = ""  # start from this checkpoint's weights (later stages: SFT, DPO, ...)
+    tracker: str = ""  # mirror metrics and samples live: tensorboard | wandb (offline) | "" (metrics.jsonl only)
+    tracker_dir: str = ""  # tracker log directory; default <run_dir>/tb (tensorboard) or <run_dir>/wandb
 
 
 @dataclass

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from tinylm.config import TrainConfig
 from tinylm.runtime import Runtime, peak_flops
-from tinylm.train import parallel
+from tinylm.train import parallel, tracker
 from tinylm.train.checkpoint import (find_checkpoint, list_checkpoints, load_model_weights, optimizer_state,
                                      read_meta, restore_training_state, save_checkpoint)
 from tinylm.train.objectives import next_token_loss
@@ -112,6 +112,11 @@ class Trainer:
         if cfg.compile:
             self.train_model = torch.compile(self.train_model)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", rt.is_main)
+        # a live view of the same rows (TensorBoard / W&B); checked now so a missing package fails before training
+        self.tracker_dir = Path(cfg.tracker_dir) if cfg.tracker_dir else tracker.default_dir(cfg.tracker, self.run_dir)
+        if rt.is_main:
+            tracker.check(cfg.tracker, self.tracker_dir)
+        self.tracker = tracker.Tracker()
         self.step, self.tokens_seen, self.elapsed = 0, 0, 0.0
         self.loss_tokens = 0  # targets that carried loss (all tokens in pretraining; assistant tokens in SFT)
         self._loss_tokens = torch.zeros((), dtype=torch.long, device=rt.device)
@@ -204,6 +209,7 @@ class Trainer:
         with open(self.run_dir / "samples.jsonl", "a") as f:
             for r in rows:
                 f.write(json.dumps(dict(r, step=self.step)) + "\n")
+        self.tracker.log_samples(self.step, rows)
         if rows:
             tqdm.write(f"--- sample at step {self.step} ---\n{rows[0]['text'][:400]}\n---")
 
@@ -249,13 +255,18 @@ class Trainer:
             if cfg.init_from:
                 self._load_weights(find_checkpoint(cfg.init_from), with_optimizer=False)
             self.metrics.truncate_after(-1)
+        if rt.is_main:  # first step logged from here: 0, or the checkpoint's step + 1 (later events purged)
+            self.tracker = tracker.create(self.cfg.tracker, self.tracker_dir, self.step + 1 if self.step else 0,
+                                          self.run_dir.name, self.run_config)
         peak, peak_src = peak_flops(rt.device, rt.dtype) if self.flops_per_token else (0.0, "")
         if rt.is_main:
             print(f"training: {cfg.max_steps} steps x {cfg.total_batch_tokens:,} tokens "
                   f"(micro-batch {cfg.batch_size} x {self.seq_len}, grad accumulation {self.accum}); "
                   f"peak {peak / 1e12:.3f} TFLOP/s ({peak_src})")
         if self.step == 0 and cfg.eval_every > 0:
-            self.metrics.write({"step": 0, "tokens": 0, **self._evaluate(), "elapsed_s": 0.0})
+            row = {"step": 0, "tokens": 0, **self._evaluate(), "elapsed_s": 0.0}
+            self.metrics.write(row)
+            self.tracker.log_metrics(row)
         self.model.train()
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not rt.is_main, dynamic_ncols=True, unit="step")
         window_losses: list[torch.Tensor] = []
@@ -302,6 +313,7 @@ class Trainer:
                 if do_eval:
                     row.update(self._evaluate())
                 self.metrics.write(row)
+                self.tracker.log_metrics(row)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", **({"val_bpb": f"{row['val_bpb']:.3f}"} if "val_bpb" in row else {}),
                                 tok_s=f"{tps:,.0f}")
                 window_losses, tokens_window = [], 0
@@ -318,5 +330,6 @@ class Trainer:
             if self.on_step is not None:
                 self.on_step(self.step)
         bar.close()
+        self.tracker.close()
         self.elapsed = elapsed_before + time.perf_counter() - t_fit
         return {"step": self.step, "tokens": self.tokens_seen, "elapsed_s": self.elapsed, **self.last_eval}
