@@ -152,7 +152,10 @@ def _tokenize_split(source: Source, split: str, tok, out_dir: Path, stem: str, s
                     max_bytes: int, batch_docs: int) -> dict:
     stats = ReadStats()
     writer, paths, n_tokens, index = None, [], 0, 0
-    bar = tqdm(desc=f"tokenize {split}", unit="B", unit_scale=True, dynamic_ncols=True)
+    total = source.total_bytes(split)  # decompressed bytes, known up front for local files: the bar's ETA
+    if total and max_bytes:
+        total = min(total, max_bytes)
+    bar = tqdm(desc=f"tokenize {split}", total=total, unit="B", unit_scale=True, dynamic_ncols=True)
     t0 = time.time()
     try:
         docs = source.documents(split, stats)
@@ -167,7 +170,7 @@ def _tokenize_split(source: Source, split: str, tok, out_dir: Path, stem: str, s
                 if shard_tokens > 0 and writer.count >= shard_tokens:
                     paths.append(writer.close())
                     writer, index = None, index + 1
-            bar.update(sum(len(d.encode("utf-8")) for d in batch))
+            bar.update(stats.raw_bytes - bar.n)
             if max_bytes and stats.bytes >= max_bytes:
                 break
         if writer is not None:
