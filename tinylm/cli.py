@@ -303,7 +303,8 @@ def run_pipeline(p: C.PipelineConfig) -> None:
     if not (data / "prepare.json").exists():
         prepare.run(C.PrepareConfig(corpus=p.corpus, tokenizer=str(tok_path), out=str(data),
                                     max_train_bytes=p.max_train_bytes))
-    train = C.TrainConfig(run_dir=str(run), data=str(data), max_steps=p.max_steps, device=p.device, compile=p.compile)
+    train = C.TrainConfig(run_dir=str(run), data=str(data), max_steps=p.max_steps, device=p.device, compile=p.compile,
+                          tracker=p.tracker)
     pretrain.run(C.PretrainConfig(model=C.model_preset(p.preset), train=train), resume=True)
     for text in ("gutenberg-children", "tinystories"):
         out = run / f"bpb-{text}.json"
@@ -321,7 +322,7 @@ def run_pipeline(p: C.PipelineConfig) -> None:
         return
     sft_dir = run / "sft"
     sft_train = dataclasses.replace(C.SFTConfig().train, run_dir=str(sft_dir), max_steps=p.sft_steps,
-                                    device=p.device, compile=p.compile)
+                                    device=p.device, compile=p.compile, tracker=p.tracker)
     sft.run(C.SFTConfig(checkpoint=str(run), mixture=p.sft_mixture, train=sft_train), resume=True)
     for name, ckpt in (("base", run), ("sft", sft_dir)):
         if _up_to_date(run / f"ifeval-{name}.json", ckpt):

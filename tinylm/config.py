@@ -253,6 +253,7 @@ class PipelineConfig:
     eval_tasks: str = "quick"  # `tinylm eval` suite or task list for the base and SFT models ("" = skip)
     eval_limit: int = 200  # examples per evaluation task (per paradigm for BLiMP) to keep `make run` short; 0 = all
     report: bool = True  # finish with `tinylm report` on the run (PDF only when a TeX engine is installed)
+    tracker: str = ""  # tensorboard | wandb: live curves of pretraining and SFT (`tinylm board RUN RUN/sft`)
     device: str = "auto"
     compile: bool = False  # torch.compile the model (first steps slower, then faster)
 
