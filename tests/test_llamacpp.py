@@ -135,7 +135,9 @@ def test_greedy_generation_gives_tinylm_tokens(exported):
     # the user-facing completion call: BOS added from the file's add_bos_token, text decoded by llama.cpp
     p = PROMPTS[0]
     text = llm.create_completion(p, max_tokens=n, temperature=0.0)["choices"][0]["text"]
-    ours = list(generate(model, [tok.eot_id] + tok.encode(p), n, temperature=0.0, stop_ids=(tok.eot_id,)))
+    stops = (tok.eot_id, tok.hf.token_to_id("<|end|>"))  # llama.cpp stops at either (end-of-generation tokens)
+    ours = [t for t in generate(model, [tok.eot_id] + tok.encode(p), n, temperature=0.0, stop_ids=stops) if t not in stops]
+    print(f"create_completion (greedy, {n} tokens): identical text={text == tok.decode(ours)}")
     assert text == tok.decode(ours)
 
 

@@ -259,6 +259,9 @@ def write_gguf(model, tok, path, outtype: str = "f32", meta: dict | None = None)
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
         w.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
