@@ -16,6 +16,7 @@
     tinylm import     --format hf|llama2c --path P [--tokenizer T] --out RUN    (ImportConfig)
     tinylm pipeline   [--field v]    the default pipeline, stage after stage    (PipelineConfig)
     tinylm report     RUN_DIR [RUN_DIR ...] [--out DIR] [--no_pdf]   technical report from artifacts
+    tinylm serve      --model M [--port P] [--api_key K]   OpenAI-compatible API + chat page  (ServeConfig)
 
 Every field of a stage's config is a flag; `--config FILE.json` loads a saved config first and
 `--print_config` prints the resolved config without running anything.
@@ -88,6 +89,7 @@ STAGES = {
     "eval": (C.EvalConfig, "evaluate a model (tinylm, llama2.c .bin or Hugging Face) on benchmark tasks"),
     "export": (C.ExportConfig, "export a checkpoint to Hugging Face (LlamaForCausalLM) or llama2.c format"),
     "import": (C.ImportConfig, "import a Hugging Face Llama directory or a llama2.c .bin as a tinylm checkpoint"),
+    "serve": (C.ServeConfig, "serve a model: OpenAI-compatible HTTP API and a chat page at /"),
     "pipeline": (C.PipelineConfig, "run the default pipeline: tokenizer -> prepare -> pretrain -> bpb -> eval -> sft -> ifeval -> eval -> report"),
 }
 
@@ -233,6 +235,9 @@ def main(argv=None) -> int:
         elif args.command == "eval":
             from tinylm.stages import eval as eval_stage
             eval_stage.run(cfg)
+        elif args.command == "serve":
+            from tinylm.stages import serve
+            serve.run(cfg)
         elif args.command == "pipeline":
             run_pipeline(cfg)
     except (DataError, NonFiniteLossError, ResumeMismatchError, FileNotFoundError, ChatFormatError, ValueError) as e:
