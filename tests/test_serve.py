@@ -266,6 +266,29 @@ def test_health_is_503_while_the_model_loads(loaded):
         stop(live)
 
 
+def test_a_model_that_fails_to_load_stops_the_server_with_its_error(tmp_path, capsys):
+    from tinylm import cli
+
+    assert cli.main(["serve", "--model", str(tmp_path / "missing")]) == 1
+    assert "no such file or directory" in capsys.readouterr().err
+    failed = threading.Event()
+
+    def broken():
+        raise FileNotFoundError(f"{tmp_path}: no checkpoint found")
+
+    app = create_app(broken, ServeConfig(), on_fail=failed.set)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    assert failed.wait(10)  # the stage's on_fail stops uvicorn; run() then raises the loader's error
+    r = httpx.get(f"http://127.0.0.1:{sock.getsockname()[1]}/health", timeout=10)
+    assert r.status_code == 500 and "no checkpoint found" in r.json()["error"]
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
 # ---------------------------------------------------------------------------- bad input
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "Hi"}]
