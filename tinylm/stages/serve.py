@@ -41,11 +41,6 @@ def run(cfg: ServeConfig) -> None:
                          "pip install 'tinylm[serve]'") from e
     if not Path(cfg.model).exists():
         raise FileNotFoundError(f"--model {cfg.model}: no such file or directory")
-    for name in ("max_batch", "max_n", "max_body_bytes"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"--{name} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.max_queue < 0 or cfg.max_tokens < 0 or cfg.timeout <= 0:
-        raise ValueError("--max_queue and --max_tokens must be >= 0 and --timeout > 0")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     try:
