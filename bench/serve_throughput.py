@@ -56,11 +56,15 @@ def pick_model(arg: str, tmp: Path) -> tuple[str, str]:
     """(model path, description)."""
     if arg:
         return arg, arg
+    import shutil
+
     from tinylm.train.checkpoint import list_checkpoints
 
     for run in (REF / "sft", REF):
-        if list_checkpoints(run):
-            return str(run), f"{run} (trained)"
+        if list_checkpoints(run):  # a copy: that run may still be training and pruning checkpoints
+            ckpt = list_checkpoints(run)[-1]
+            shutil.copytree(ckpt, tmp / "model" / ckpt.name)
+            return str(tmp / "model" / ckpt.name), f"{ckpt} (trained; copied when the benchmark started)"
     from tinylm.config import ModelConfig, model_preset, to_dict
     from tinylm.model import GPT
     from tinylm.tokenizer import Tokenizer
@@ -90,10 +94,10 @@ def start_server(model: str, max_batch: int, log: Path) -> tuple[subprocess.Pope
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "tinylm", "serve", "--model", model, "--port", str(port),
                              "--max_batch", str(max_batch), "--max_queue", "256", "--threads", "1",
-                             "--timeout", "600"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+                             "--timeout", "900"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     t0 = time.time()
-    while time.time() - t0 < 120:
+    while time.time() - t0 < 600:  # importing torch alone takes a minute on a loaded machine
         try:
             if httpx.get(url + "/health", timeout=2).status_code == 200:
                 return proc, url
@@ -103,13 +107,26 @@ def start_server(model: str, max_batch: int, log: Path) -> tuple[subprocess.Pope
             sys.exit(f"server exited: {log.read_text()[-2000:]}")
         time.sleep(0.2)
     proc.kill()
-    sys.exit("server did not become ready in 120 s")
+    sys.exit("server did not become ready in 600 s")
 
 
 async def one_request(client: httpx.AsyncClient, url: str, model_id: str, i: int, max_tokens: int) -> dict:
     body = {"model": model_id, "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
             "max_tokens": max_tokens, "temperature": 0.8, "seed": i, "stream": True,
             "stream_options": {"include_usage": True}}
+    for attempt in range(3):  # a keep-alive connection the server closed at that moment: send again
+        try:
+            return await _request(client, url, body)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            if attempt == 2:
+                raise
+            RETRIES.append(1)
+
+
+RETRIES: list = []
+
+
+async def _request(client: httpx.AsyncClient, url: str, body: dict) -> dict:
     t0 = time.perf_counter()
     first, tokens = None, 0
     async with client.stream("POST", url + "/v1/chat/completions", json=body) as r:
@@ -154,8 +171,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="", help="model to serve (default: the reference SFT run, else random 1m)")
     ap.add_argument("--clients", default="1,4,16")
-    ap.add_argument("--max_tokens", type=int, default=64)
-    ap.add_argument("--requests", type=int, default=32, help="requests per level (split across the clients)")
+    ap.add_argument("--max_tokens", type=int, default=48)
+    ap.add_argument("--requests", type=int, default=16, help="requests per level (split across the clients)")
     ap.add_argument("--max_batch", type=int, default=16)
     ap.add_argument("--out", default=str(ROOT / "bench/results/serve_throughput.json"))
     args = ap.parse_args()
@@ -184,22 +201,27 @@ def main() -> None:
                       f"  {s['tokens_per_s_per_client']:6.1f} tok/s/client | batched {b['requests_per_s']:6.2f} req/s"
                       f"  ttft {b['ttft_median_s'] * 1e3:7.0f} ms  {b['tokens_per_s_per_client']:6.1f} tok/s/client"
                       f"  | ratio {row['ratio_requests_per_s']:.2f}x  (load {b['load_avg_1m']})")
+                write(args.out, about, args, load_before, rows)  # after every level: a long run keeps what it measured
         finally:
             for proc, _ in servers.values():
                 proc.terminate()
                 proc.wait(timeout=30)
+    write(args.out, about, args, load_before, rows)
+    print(f"wrote {args.out}")
+
+
+def write(path: str, about: str, args, load_before, rows: list) -> None:
     out = {
         "benchmark": "serve_throughput", "command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
         "model": about, "max_tokens": args.max_tokens, "max_batch": args.max_batch, "temperature": 0.8,
         "threads_per_process": 1, "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
         "load_avg_before": [round(x, 2) for x in load_before], "load_avg_after": [round(x, 2) for x in os.getloadavg()],
-        "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "levels": rows,
+        "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "retried_requests": len(RETRIES), "levels": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = Path(args.out).with_suffix(".json.tmp")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = Path(path).with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(out, indent=1) + "\n")
-    os.replace(tmp_out, args.out)
-    print(f"wrote {args.out}")
+    os.replace(tmp_out, path)
 
 
 if __name__ == "__main__":

@@ -455,6 +455,15 @@ def test_streamed_text_never_splits_a_multibyte_character(loaded):
         assert all(p.encode("utf-8").decode("utf-8") == p for p in pieces)
         assert "".join(pieces) == (text.split(stop[0])[0] if stop else text)
         assert events[-1][:2] == ("done", "stop" if stop else "length")
+    # text held back as the possible start of a stop string is released when a stop token ends the reply
+    events = []
+    seq = Sequence(prompt=[tok.eot_id], max_tokens=100, emit=events.append, tok=tok, stop=("Café!",),
+                   stop_ids=(tok.eot_id,))
+    seq.start("cpu")
+    assert not any(seq.push(t, 10_000) for t in tok.encode("Café"))
+    assert "".join(e[1] for e in events if e[0] == "text") == ""  # "Café" might become "Café!"
+    assert seq.push(tok.eot_id, 10_000)
+    assert [e for e in events if e[0] == "text"] == [("text", "Café")] and events[-1][:2] == ("done", "stop")
 
 
 # ---------------------------------------------------------------------------- the chat page

@@ -175,7 +175,7 @@ class ServeConfig:
     model: str = "runs/default/sft"  # tinylm run/checkpoint dir, llama2.c .bin (with --tokenizer) or HF directory
     tokenizer: str = ""  # llama2.c: tokenizer .bin or SentencePiece .model
     host: str = "127.0.0.1"  # 0.0.0.0 exposes the server to the network (set --api_key then)
-    port: int = 8000
+    port: int = 8000  # TCP port (0 = any free one)
     api_key: str = ""  # when set, /v1/* requires `Authorization: Bearer KEY`
     max_batch: int = 16  # sequences decoded together (continuous batching); 1 = a plain FIFO queue
     max_queue: int = 64  # requests waiting for a batch row; more are answered 503 with Retry-After
@@ -184,7 +184,7 @@ class ServeConfig:
     max_body_bytes: int = 262144  # larger request bodies are answered 413
     timeout: float = 120.0  # seconds a request may wait and generate before it is answered 504
     threads: int = 0  # torch threads for generation; 0 = torch's default
-    device: str = "cpu"
+    device: str = "cpu"  # auto | cpu | cuda | cuda:N | mps (the scheduler decodes on it)
 
 
 @dataclass

@@ -113,8 +113,9 @@ def _check_model(body: dict, state: ServerState) -> None:
 
 
 async def _events(request: Request, queue: asyncio.Queue, seqs: list[Sequence], deadline: float, watch: bool):
-    """(choice index, event) until every sequence is done. Cancels every sequence on the way out:
-    client gone, timeout, error, or a caller that stopped reading."""
+    """Lists of (choice index, event), each what has arrived since the last one, until every
+    sequence is done (a stream then writes one packet per list, not one per token). Cancels every
+    sequence on the way out: client gone, timeout, error, or a caller that stopped reading."""
     gone = asyncio.ensure_future(_disconnected(request)) if watch else None
     left = len(seqs)
     try:
@@ -129,12 +130,14 @@ async def _events(request: Request, queue: asyncio.Queue, seqs: list[Sequence], 
                     return  # nobody to answer
                 raise P.APIError(504, f"the request took longer than this server's timeout of "
                                       f"{request.app.state.serve.cfg.timeout:g} s", type="server_error", code="timeout")
-            i, ev = get.result()
-            if ev[0] == "error":
-                raise P.APIError(ev[1], ev[2], type="server_error", code="timeout" if ev[1] == 504 else None)
-            if ev[0] == "done":
-                left -= 1
-            yield i, ev
+            batch = [get.result()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            for i, ev in batch:
+                if ev[0] == "error":
+                    raise P.APIError(ev[1], ev[2], type="server_error", code="timeout" if ev[1] == 504 else None)
+                left -= ev[0] == "done"
+            yield batch
     finally:
         for s in seqs:
             s.cancel()
@@ -182,11 +185,12 @@ async def _generate(request: Request, state: ServerState, prompts: list[list[int
     texts, reasons, counts = [""] * len(seqs), [None] * len(seqs), [0] * len(seqs)
 
     if not sp.stream:
-        async for i, ev in _events(request, queue, seqs, deadline, watch=True):
-            if ev[0] == "text":
-                texts[i] += ev[1]
-            else:
-                reasons[i], counts[i] = ev[1], ev[2]
+        async for batch in _events(request, queue, seqs, deadline, watch=True):
+            for i, ev in batch:
+                if ev[0] == "text":
+                    texts[i] += ev[1]
+                else:
+                    reasons[i], counts[i] = ev[1], ev[2]
         if None in reasons:  # the client went away; nothing to send
             return Response(status_code=499)
         make = P.chat_completion if chat else P.completion
@@ -205,12 +209,15 @@ async def _generate(request: Request, state: ServerState, prompts: list[list[int
             if chat:
                 for i in range(len(seqs)):
                     yield chunk(i, role=True)
-            async for i, ev in _events(request, queue, seqs, deadline, watch=False):
-                if ev[0] == "text":
-                    yield chunk(i, ev[1])
-                else:
-                    counts[i] = ev[2]
-                    yield chunk(i, finish=ev[1])
+            async for batch in _events(request, queue, seqs, deadline, watch=False):
+                out = []
+                for i, ev in batch:
+                    if ev[0] == "text":
+                        out.append(chunk(i, ev[1]))
+                    else:
+                        counts[i] = ev[2]
+                        out.append(chunk(i, finish=ev[1]))
+                yield b"".join(out)
             if iu:
                 yield chunk(None, use=P.usage(prompt_tokens, sum(counts)))
             yield P.sse("[DONE]")

@@ -72,6 +72,7 @@ class Sequence:
         """Take a sampled token; emit what text it releases. True when the sequence is finished."""
         self.out.append(token)
         if token in self.stop_ids:
+            self._text(self.held)  # it did not become a stop string after all
             return self._finish("stop")
         text = self.held + self.stream.push(token)
         for s in self.stop:

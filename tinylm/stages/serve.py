@@ -57,7 +57,7 @@ def run(cfg: ServeConfig) -> None:
 
     app = create_app(_loader(cfg), cfg, on_fail=stop)
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="info",
-                                           timeout_graceful_shutdown=3))
+                                           timeout_keep_alive=30, timeout_graceful_shutdown=3))
     print(f"serve: loading {cfg.model}; chat page and API at http://{cfg.host}:{cfg.port}/ (batch {cfg.max_batch}, "
           f"queue {cfg.max_queue})")
     server.run()
