@@ -412,13 +412,16 @@ def test_client_disconnect_mid_stream_frees_its_slot_at_once(serve, slow_decodin
                       json={"prompt": "Once", "max_tokens": 90, "temperature": 0, "stream": True}) as r:
             chunks = r.iter_bytes()  # (a dropped iterator would close the response itself)
             next(chunks)
+            t0 = time.time()  # (the first piece can reach us a moment before its row joins the batch)
+            while live.health()["active"] != 1 and time.time() - t0 < 2:
+                time.sleep(0.005)
             assert live.health()["active"] == 1
         # leaving the block closed the connection after one chunk
     t0 = time.time()
     while live.health()["active"] and time.time() - t0 < 5:
         time.sleep(0.005)
     freed_after = time.time() - t0
-    assert live.health()["active"] == 0 and freed_after < 0.5
+    assert live.health()["active"] == 0 and freed_after < 2  # one step, plus a busy machine's slack
     steps = live.health()["steps"]
     assert steps < 60  # it stopped decoding, far short of 90 tokens
     # the one slot serves the next request
@@ -434,7 +437,8 @@ def test_non_streaming_client_disconnect_also_frees_the_slot(serve, slow_decodin
     t0 = time.time()
     while live.health()["active"] and time.time() - t0 < 5:
         time.sleep(0.005)
-    assert live.health()["active"] == 0 and time.time() - t0 < 0.5
+    assert live.health()["active"] == 0 and time.time() - t0 < 2
+    assert live.health()["steps"] < 60  # it stopped decoding, far short of 90 tokens
 
 
 # ---------------------------------------------------------------------------- streaming text
