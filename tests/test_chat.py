@@ -61,6 +61,10 @@ def test_message_text_cannot_forge_a_role_marker(tokenizer):
     ([{"role": "user", "content": "hi"}, {"role": "system", "content": "x"}], "system message may only come first"),
     ([], "non-empty list"),
     ([{"role": "user"}], "not a"),
+    ([{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}],
+     "message 0 has role 'assistant' where 'user' belongs"),
+    ([{"role": "system", "content": "s"}, {"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
+     "message 2 has role 'user' where 'assistant' belongs"),
 ])
 def test_malformed_conversations_are_rejected(tokenizer, messages, match):
     with pytest.raises(ChatFormatError, match=match):

@@ -343,8 +343,14 @@ def test_unknown_task_lists_available():
 
 
 def test_missing_data_file_says_where_it_was_expected(data):
-    with pytest.raises(TaskDataError, match=r"copa/copa\.jsonl"):
+    """With or without the `hf` extra: the local path it looked for is named (and, when `datasets`
+    is installed and the Hub cannot be reached, the Hub failure too)."""
+    import importlib.util
+
+    with pytest.raises(TaskDataError, match=r"copa/copa\.jsonl") as e:
         run_task("copa", StubLM())
+    if importlib.util.find_spec("datasets") is not None:
+        assert "from the Hub failed" in str(e.value)
 
 
 def test_harness_records_missing_data_and_continues(data):

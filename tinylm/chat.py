@@ -47,6 +47,11 @@ def validate(messages) -> None:
             raise ChatFormatError(f"message {i} content is not a string")
         if m["role"] == "system" and i != 0:
             raise ChatFormatError(f"message {i}: a system message may only come first")
+        # after an optional system message, turns alternate user, assistant, user, ...
+        expected = "user" if (i - int(messages[0].get("role") == "system")) % 2 == 0 else "assistant"
+        if m["role"] != "system" and m["role"] != expected:
+            raise ChatFormatError(f"message {i} has role {m['role']!r} where {expected!r} belongs "
+                                  "(turns alternate user, assistant, ... after an optional system message)")
         if m["role"] == "assistant" and not m["content"].strip():
             raise ChatFormatError(f"message {i}: empty assistant turn")
 

@@ -43,6 +43,10 @@ def evaluate(lm, task_names: list[str], limit: int = 0, log=print, on_task=None)
             errors[name] = str(e)
             log(f"{name}: skipped: {e}")
             continue
+        if not res.get("n"):  # nothing scored is not a result: never let it replace a real one
+            errors[name] = "nothing to score (0 examples)"
+            log(f"{name}: skipped: nothing to score (0 examples)")
+            continue
         res["seconds"] = round(time.time() - t0, 1)
         res["limit"] = limit or None
         res["requests"] = lm.counters.requests
@@ -160,4 +164,4 @@ def run(lm, task_names: list[str], limit: int, out_dir, extra: dict | None = Non
     print(f"eval: {len(found['tasks'])} task(s) in {doc['seconds']:.0f}s -> {path} (+ eval.md, samples.md)")
     if found["errors"]:
         print(f"eval: {len(found['errors'])} task(s) not run: {', '.join(found['errors'])}")
-    return doc
+    return dict(doc, run_errors=found["errors"], run_tasks=list(found["tasks"]))  # this run's, not the file's

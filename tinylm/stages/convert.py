@@ -41,8 +41,11 @@ def scores_of(ckpt: Path) -> dict[str, str]:
 
 
 def export(cfg: ExportConfig) -> Path:
-    model, tok, meta = load_model(cfg.checkpoint, "cpu")
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: an existing file; export writes a directory (model and tokenizer files), "
+                         "so choose a new path or a directory")
+    model, tok, meta = load_model(cfg.checkpoint, "cpu")
     if cfg.format == "hf":
         hf_io.export_hf(model, tok, meta, out, scores_of(find_checkpoint(cfg.checkpoint)))
     elif cfg.format == "llama2c":

@@ -25,7 +25,7 @@ def read_blimp(task: str) -> tuple[list[dict], int]:
         from datasets import get_dataset_config_names
 
         for uid in get_dataset_config_names("nyu-mll/blimp"):
-            rows += list(hub_rows(task, "nyu-mll/blimp", uid, "train"))
+            rows += list(hub_rows(task, "nyu-mll/blimp", uid, "train", "blimp/BLiMP.zip"))
         return rows, 0
     with zipfile.ZipFile(path) as z:
         # the official zip also carries macOS resource forks (__MACOSX/._*.jsonl): not data
