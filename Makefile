@@ -1,7 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make run    create .venv, install tinylm, run the default pipeline:
 #               tokenizer -> prepare -> pretrain -> bpb -> sample -> eval (base) -> sft -> ifeval (base, sft) -> eval (sft) -> report -> chat
-#   make test   create .venv, install tinylm with every extra (dev, hf), run the test suite
+#   make test   create .venv, install tinylm with every extra (dev, hf, test), run the test suite
 # TORCH pins the PyTorch build: the default is the CPU wheel this project is tested with; on a GPU
 # machine use e.g. `make run TORCH="torch --index-url https://download.pytorch.org/whl/cu128"`.
 
@@ -24,7 +24,7 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml
 
 # the tests run with every optional extra installed, so CI catches what only happens with them
 # (e.g. `datasets` present but no network); add new extras here as they appear
-EXTRAS := dev,hf
+EXTRAS := dev,hf,test
 
 $(VENV)/.installed-all: $(VENV)/.installed pyproject.toml
 	$(BIN)/pip install -q "$(TORCH)" -e ".[$(EXTRAS)]"

@@ -164,3 +164,38 @@ def test_small_jsonl_needs_and_gets_a_held_out_share_knob(base_run, tmp_path):
         sft.run(cfg)
     summary = sft.run(dataclasses.replace(cfg, heldout_percent=30))
     assert summary["data"]["val_conversations"] > 0 and summary["step"] == 2
+
+
+UNEVEN = [conv(f"Tell me about the {t}.", " ".join([f"The {t} is nice."] * (1 + i % 5)))
+          for i, t in enumerate(["ball", "cat", "tree", "boat", "cake", "kite", "dog", "sun"] * 2)]
+
+
+def _step_grads(tokenizer, model, batch_size, tmp_path):
+    """Loss and gradients of one optimizer step over the same 16 conversations in micro-batches of batch_size."""
+    import copy
+
+    from tinylm.runtime import Runtime
+    from tinylm.train.loop import Trainer
+
+    T = 128
+    cfg = TrainConfig(run_dir=str(tmp_path / f"b{batch_size}"), device="cpu", dtype="fp32", batch_size=batch_size,
+                      total_batch_tokens=16 * T, grad_clip=0.0)
+    m = copy.deepcopy(model)
+    trainer = Trainer(Runtime(torch.device("cpu"), torch.float32), cfg, m,
+                      ConversationLoader(tokenizer, UNEVEN, batch_size, T, shuffle=False))
+    assert trainer.accum == 16 // batch_size
+    loss, _ = trainer.accumulate()
+    return loss.item(), torch.cat([p.grad.flatten() for p in m.parameters()])
+
+
+def test_grad_accumulation_weights_micro_batches_by_their_loss_tokens(tokenizer, tmp_path):
+    torch.manual_seed(0)
+    model = GPT(dataclasses.replace(_tiny(tokenizer), seq_len=128))
+    one_loss, one = _step_grads(tokenizer, model, 16, tmp_path)
+    two_loss, two = _step_grads(tokenizer, model, 8, tmp_path)
+    # the mean over every assistant token of the 16 conversations, computed directly
+    x, y = ConversationLoader(tokenizer, UNEVEN, 16, 128, shuffle=False).next_batch()
+    with torch.no_grad():
+        want = F.cross_entropy(model(x).flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX).item()
+    assert one_loss == pytest.approx(want, rel=1e-5) and two_loss == pytest.approx(want, rel=1e-5)
+    assert torch.allclose(one, two, rtol=1e-4, atol=1e-6), (one - two).abs().max()

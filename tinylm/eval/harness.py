@@ -26,6 +26,10 @@ from tinylm.eval.tasks.base import TaskDataError
 from tinylm.util import atomic_write_text, code_version, hardware_info
 
 SCHEMA = "tinylm.eval/1"
+# how contexts begin (eval/lm.py); `prefix_doc_start: true` in older files meant every context
+# started with the document-start token
+START_TOKEN_PROTOCOL = ("lm-eval: the document-start token (the export's bos_token) is the context of an empty "
+                        "context only; non-empty contexts get no start token (add_bos_token false)")
 
 
 def evaluate(lm, task_names: list[str], limit: int = 0, log=print, on_task=None) -> dict:
@@ -149,7 +153,7 @@ def run(lm, task_names: list[str], limit: int, out_dir, extra: dict | None = Non
     t0 = time.time()
     head = {"schema": SCHEMA, "model": lm.info, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "code_version": code_version(), "hardware": hardware_info(), "limit": limit or None,
-            "prefix_doc_start": True, **(extra or {})}
+            "prefix_doc_start": False, "start_token": START_TOKEN_PROTOCOL, **(extra or {})}
 
     load_start = [round(x, 2) for x in os.getloadavg()]
 

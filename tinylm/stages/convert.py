@@ -68,6 +68,11 @@ def import_model(cfg: ImportConfig) -> Path:
             tok_path = Path(tmp) / "tokenizer.json"
             llama2c.hf_tokenizer(cfg.tokenizer).save(str(tok_path))  # as converted, no runtime flags
             tok = Tokenizer.load(tok_path)
+        elif cfg.format == "hf":  # the export's special-token marks removed (interop/hf.py)
+            tok_path = Path(tmp) / "tokenizer.json"
+            tok_path.write_text(hf_io.unmarked_tokenizer_json(Path(tok.path).read_text(encoding="utf-8")),
+                                encoding="utf-8")
+            tok = Tokenizer.load(tok_path)
         if tok.vocab_size != model_cfg.vocab_size:
             print(f"note: tokenizer has {tok.vocab_size} tokens, the model {model_cfg.vocab_size}")
         meta = {"stage": "import", "tokens_seen": 0, "config": {"model": to_dict(model_cfg)},

@@ -222,13 +222,15 @@ class Trainer:
             tqdm.write(f"--- sample at step {self.step} ---\n{rows[0]['text'][:400]}\n---")
 
     # ------------------------------------------------------------------ the loop
-    def train_step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor | None, int]:
-        """One optimizer step over `accum` micro-batches; returns (mean loss, grad norm) as tensors
-        (no host sync) and the number of token positions computed by all ranks (padding included).
-        bench/train_throughput.py times exactly this method."""
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
-        step_loss = torch.zeros((), device=self.rt.device)
+    def accumulate(self) -> tuple[torch.Tensor, int]:
+        """Gradients of one optimizer step: `accum` micro-batches on every rank, weighted by their
+        loss tokens, so the gradient is that of the mean loss over all loss tokens of the step, on
+        all ranks together, however they are split into micro-batches and ranks (SFT micro-batches
+        hold different numbers of assistant tokens; pretraining ones hold equal numbers, where this
+        is the plain mean over micro-batches). Returns (that mean loss, token positions computed
+        by all ranks, padding included); the gradients are left in the parameters."""
+        step_sum = torch.zeros((), device=self.rt.device)  # summed loss over the step's loss tokens
+        step_n = torch.zeros((), device=self.rt.device)
         positions = 0
         for micro in range(self.accum):
             batch = self.train_data.next_batch()
@@ -238,9 +240,33 @@ class Trainer:
             with parallel.gradient_sync(self.train_model, sync=micro == self.accum - 1):
                 with self.rt.autocast():
                     loss, n = self.objective(self.train_model, batch)
-                (loss / self.accum).backward()
-            step_loss += loss.detach() / self.accum
-            self._loss_tokens += n.detach() if torch.is_tensor(n) else n
+                n = torch.as_tensor(n, device=loss.device)
+                (loss * n).backward()  # the micro-batch's summed loss; divided by the step's count below
+            step_sum += loss.detach().float() * n
+            step_n += n
+            self._loss_tokens += n.detach().long()
+        ranks = torch.tensor(1.0, device=self.rt.device)
+        if self.rt.world_size > 1:  # the global count; DDP/FSDP averaged the gradients over ranks
+            import torch.distributed as dist
+
+            stats = torch.stack([step_sum, step_n, torch.tensor(float(positions), device=step_sum.device)])
+            dist.all_reduce(stats, op=dist.ReduceOp.SUM)
+            step_sum, step_n, positions = stats[0], stats[1], int(stats[2])
+            ranks.fill_(self.rt.world_size)
+        total = step_n.clamp(min=1)  # a step without loss tokens: zero gradient, loss 0
+        scale = float(ranks / total)
+        for p in self.model.parameters():
+            if p.grad is not None:
+                p.grad.mul_(scale)
+        return step_sum / total, positions
+
+    def train_step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """One optimizer step; returns (mean loss, grad norm) as tensors and the number of token
+        positions computed by all ranks (padding included). bench/train_throughput.py times
+        exactly this method."""
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        step_loss, positions = self.accumulate()
         grad_norm = None
         if self.cfg.grad_clip > 0:
             # over DTensors (FSDP) the norm is reduced across shards: the norm of the full gradient
@@ -248,12 +274,6 @@ class Trainer:
             grad_norm = parallel.full_tensor(grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.rt.world_size > 1:  # log the global mean loss and count, as one process would see them
-            import torch.distributed as dist
-
-            stats = torch.stack([step_loss, torch.tensor(float(positions), device=step_loss.device)])
-            dist.all_reduce(stats, op=dist.ReduceOp.SUM)
-            step_loss, positions = stats[0] / self.rt.world_size, int(stats[1])
         return step_loss, grad_norm, positions
 
     def fit(self, resume: bool = False) -> dict:
