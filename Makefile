@@ -24,7 +24,7 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml
 
 # the tests run with every optional extra installed, so CI catches what only happens with them
 # (e.g. `datasets` present but no network); add new extras here as they appear
-EXTRAS := dev,hf,test
+EXTRAS := dev,hf,test,serve
 
 $(VENV)/.installed-all: $(VENV)/.installed pyproject.toml
 	$(BIN)/pip install -q "$(TORCH)" -e ".[$(EXTRAS)]"

@@ -224,13 +224,16 @@ def test_twenty_concurrent_requests_are_batched_and_each_gets_its_own_answer(liv
 
     def ask(i):
         msgs = [{"role": "user", "content": f"Tell me about the number {i}."}]
-        r = c.chat.completions.create(model=name, messages=msgs, max_tokens=24, temperature=1.0, seed=i)
+        r = c.chat.completions.create(model=name, messages=msgs, max_tokens=24, temperature=0)
         return msgs, r.choices[0].message.content
 
+    # Greedy, so the check is exact: a batched decoding step rounds differently from a one-row step
+    # (other kernel shapes), and under sampling a draw that lands within that rounding of a boundary
+    # between two tokens can pick the other one; seeded sampling is compared on one request above.
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
         results = list(pool.map(ask, range(20)))
     for i, (msgs, text) in enumerate(results):
-        assert text == respond(model, tok, msgs, max_new_tokens=24, temperature=1.0, seed=i)
+        assert text == respond(model, tok, msgs, max_new_tokens=24, temperature=0)
     stats = live.health()
     assert stats["active"] == 0 and stats["queued"] == 0
     assert stats["peak_batch"] > 1  # the requests really were decoded together
