@@ -17,6 +17,7 @@
     tinylm pipeline   [--field v]    the default pipeline, stage after stage    (PipelineConfig)
     tinylm report     RUN_DIR [RUN_DIR ...] [--out DIR] [--no_pdf]   technical report from artifacts
     tinylm board      RUN_DIR [RUN_DIR ...] [--port P]   training curves of runs side by side (TensorBoard)
+    tinylm serve      --model M [--port P] [--api_key K]   OpenAI-compatible API + chat page  (ServeConfig)
 
 Every field of a stage's config is a flag; `--config FILE.json` loads a saved config first and
 `--print_config` prints the resolved config without running anything.
@@ -105,6 +106,7 @@ STAGES = {
     "eval": (C.EvalConfig, "evaluate a model (tinylm, llama2.c .bin or Hugging Face) on benchmark tasks"),
     "export": (C.ExportConfig, "export a checkpoint to Hugging Face (LlamaForCausalLM), llama2.c or GGUF (llama.cpp)"),
     "import": (C.ImportConfig, "import a Hugging Face Llama directory or a llama2.c .bin as a tinylm checkpoint"),
+    "serve": (C.ServeConfig, "serve a model: OpenAI-compatible HTTP API and a chat page at /"),
     "pipeline": (C.PipelineConfig, f"run the default pipeline: {PIPELINE_ORDER}"),
 }
 
@@ -314,6 +316,9 @@ def _main(argv=None) -> int:
         doc = eval_stage.run(cfg)
         if not doc["run_tasks"]:  # every task skipped: say so with a failing status
             raise ValueError("no task produced a result: " + "; ".join(f"{n}: {e}" for n, e in doc["run_errors"].items()))
+    elif args.command == "serve":
+        from tinylm.stages import serve
+        serve.run(cfg)
     elif args.command == "pipeline":
         run_pipeline(cfg)
     return 0

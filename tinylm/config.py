@@ -173,6 +173,23 @@ class ChatConfig:
 
 
 @dataclass
+class ServeConfig:
+    model: str = "runs/default/sft"  # tinylm run/checkpoint dir, llama2.c .bin (with --tokenizer) or HF directory
+    tokenizer: str = ""  # llama2.c: tokenizer .bin or SentencePiece .model
+    host: str = "127.0.0.1"  # 0.0.0.0 exposes the server to the network (set --api_key then)
+    port: int = 8000  # TCP port (0 = any free one)
+    api_key: str = ""  # when set, /v1/* requires `Authorization: Bearer KEY`
+    max_batch: int = 16  # sequences decoded together (continuous batching); 1 = a plain FIFO queue
+    max_queue: int = 64  # requests waiting for a batch row; more are answered 503 with Retry-After
+    max_n: int = 8  # cap on `n`, the choices per request
+    max_tokens: int = 0  # cap on `max_tokens`; 0 = the model's context length
+    max_body_bytes: int = 262144  # larger request bodies are answered 413
+    timeout: float = 120.0  # seconds a request may wait and generate before it is answered 504
+    threads: int = 0  # torch threads for generation; 0 = torch's default
+    device: str = "cpu"  # auto | cpu | cuda | cuda:N | mps (the scheduler decodes on it)
+
+
+@dataclass
 class IFEvalConfig:
     checkpoint: str = "runs/default/sft"  # run dir or checkpoint dir (base or SFT model)
     task: str = "instructions"  # a checkable task (see `tinylm/tasks`)
@@ -286,6 +303,8 @@ RANGES: dict[str, dict[str, tuple]] = {
     "SampleConfig": dict(max_new_tokens=POS, temperature=(0.0, None), top_k=NONNEG, top_p=(1e-9, 1.0),
                          num_samples=POS, seed=NONNEG),
     "EvalConfig": dict(limit=NONNEG, batch_tokens=POS),
+    "ServeConfig": dict(port=(0, 65535), max_batch=POS, max_queue=NONNEG, max_n=POS, max_tokens=NONNEG,
+                        max_body_bytes=POS, timeout=(1e-9, None), threads=NONNEG),
     "BpbConfig": dict(context_len=NONNEG, batch_size=POS, max_bytes=NONNEG),
     "PipelineConfig": dict(vocab_size=(263, None), max_steps=POS, max_train_bytes=NONNEG, sft_steps=NONNEG,
                            ifeval_n=NONNEG, eval_limit=NONNEG),

@@ -69,14 +69,22 @@ class KVCache:
         self.v[layer][:, :, self.pos : self.pos + t] = v
         return self.k[layer][:, :, : self.pos + t], self.v[layer][:, :, : self.pos + t]
 
+    def rows(self, start: int, stop: int) -> "KVCache":
+        """A cache over rows start:stop of this one, sharing its storage (position 0): a server
+        prefills one new sequence straight into its row of the batch cache."""
+        view = KVCache.__new__(KVCache)
+        view.k, view.v = [k[start:stop] for k in self.k], [v[start:stop] for v in self.v]
+        view.pos, view.max_len = 0, self.max_len
+        return view
+
 
 class DecodeSlot(NamedTuple):
     """Where one static-shape decoding step (GPT.decode_step) writes and what it may attend to."""
 
     k: list[torch.Tensor]  # KVCache.k: per layer (B, Hkv, max_len, D), written in place
     v: list[torch.Tensor]
-    pos: torch.Tensor  # (1,) long: the position of the token being decoded
-    mask: torch.Tensor  # (max_len,) bool: positions <= pos
+    pos: torch.Tensor  # (P,) long, P = 1 or B: the position of each sequence's token being decoded
+    mask: torch.Tensor  # (P, max_len) bool: positions <= pos
 
 
 class Attention(nn.Module):
@@ -121,11 +129,12 @@ class Attention(nn.Module):
         grouped per kv head so the cache is never repeated for GQA. q (B, H, 1, D) -> (B, 1, C)."""
         B, rep = q.size(0), self.n_head // self.n_kv_head
         k_all, v_all = slot.k[self.layer_idx], slot.v[self.layer_idx]  # (B, Hkv, max_len, D)
-        k_all.index_copy_(2, slot.pos, k)
-        v_all.index_copy_(2, slot.pos, v)
+        at = slot.pos.view(-1, 1, 1, 1).expand_as(k)  # each row writes at its own position
+        k_all.scatter_(2, at, k)
+        v_all.scatter_(2, at, v)
         q = q.view(B, self.n_kv_head, rep, self.head_dim)  # the query heads that share a kv head
         att = (q @ k_all.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))  # (B, Hkv, rep, max_len)
-        att = att.masked_fill(~slot.mask, float("-inf")).softmax(dim=-1)
+        att = att.masked_fill(~slot.mask[:, None, None, :], float("-inf")).softmax(dim=-1)
         return (att @ v_all).view(B, 1, self.n_head * self.head_dim)  # (B, 1, C)
 
 
@@ -202,11 +211,13 @@ class GPT(nn.Module):
     def decode_step(self, idx, pos, k_cache, v_cache):
         """One new token per sequence with shapes that do not depend on the position, so
         torch.compile builds one graph for a whole generation (tinylm/sample.py). idx: (B, 1);
-        pos: (1,) long tensor, its position; k_cache/v_cache: a KVCache's buffers, written at `pos`
-        in place. Attention runs over the whole cache with the positions after `pos` masked out:
-        the same result as forward(idx, kv_cache) for one token. Returns logits (B, V)."""
-        cos, sin = self.rope_cos.index_select(0, pos), self.rope_sin.index_select(0, pos)  # (1, D/2)
-        mask = torch.arange(k_cache[0].size(2), device=idx.device) <= pos  # (max_len,)
+        pos: (1,) long tensor, the position of every row, or (B,), one per row (the server's batch,
+        where sequences join and leave at different lengths); k_cache/v_cache: a KVCache's buffers,
+        written at `pos` in place. Attention runs over the whole cache with the positions after
+        `pos` masked out: the same result as forward(idx, kv_cache) for one token. Returns (B, V)."""
+        cos = self.rope_cos.index_select(0, pos)[:, None, None, :]  # (P, 1, 1, D/2) against (B, H, 1, D/2)
+        sin = self.rope_sin.index_select(0, pos)[:, None, None, :]
+        mask = torch.arange(k_cache[0].size(2), device=idx.device)[None, :] <= pos[:, None]  # (P, max_len)
         slot = DecodeSlot(k_cache, v_cache, pos, mask)
         x = self.wte(idx)  # (B, 1, C)
         for block in self.layers:
