@@ -202,8 +202,8 @@ def test_eval_table_has_a_column_per_model_and_compares_runs(tmp_path):
     doc = build_document([a, b], tmp_path / "figs")
     md = render_md(doc, tmp_path)
     header = next(line for line in md.splitlines() if line.startswith("| task | metric | chance"))
-    assert header.endswith("| alpha | alpha sft | beta |")
-    assert "alpha is clearly better" in md and "blimp" in md
+    assert header.endswith("| alpha base | alpha SFT | beta base |")  # "<run> <stage>", never a bare "sft"
+    assert "alpha base is clearly better" in md and "blimp" in md
 
 
 def test_html_is_self_contained_and_escaped(built):
@@ -325,3 +325,62 @@ def test_tex_sample_lines_starting_with_a_bracket_are_not_line_break_lengths():
 
     tex = _verbatim(Verbatim("Their side.\n\n[9]\nTHE END", "gc-1m"))
     assert "\\\\\n{}[9]" in tex  # "\\[9]" would be a line break with an optional length: LaTeX error
+
+
+HOSTILE = "my_run&50%#1_{x}"
+
+
+def test_hostile_run_name_is_safe_in_every_format(tmp_path):
+    run = make_run(tmp_path, HOSTILE)
+    have_tex = tex_engine() is not None and shutil.which("pdflatex") is not None
+    out = tmp_path / "out"
+    paths = write_report([run], out, pdf=have_tex)
+    figs = [f.name for f in (out / "figures").glob("*.png")]
+    assert figs and all(re.fullmatch(r"[A-Za-z0-9._-]+", f) for f in figs), figs  # file names are slugs
+    tex, html, md = paths["tex"].read_text(), paths["html"].read_text(), paths["md"].read_text()
+    assert HOSTILE not in tex and r"my\_run\&50\%\#1\_\{x\}" in tex
+    assert all(re.fullmatch(r"[A-Za-z0-9._/-]+", g) for g in re.findall(r"\\includegraphics\[[^]]*\]\{([^}]*)\}", tex))
+    assert "my_run&amp;50%#1_{x}" in html and "my_run&50%" not in html
+    assert f"{HOSTILE} SFT" in md  # the name stays readable where it is text
+    if have_tex:
+        assert paths["pdf"] is not None, paths["pdf_note"]
+        assert sorted(p.name for p in out.iterdir()) == ["figures", "model_card.md", "report.html", "report.md",
+                                                         "report.pdf", "report.tex"]
+
+
+@pytest.mark.skipif(tex_engine() is None or shutil.which("pdflatex") is None, reason="no TeX engine installed")
+def test_failed_pdf_build_leaves_no_debris(tmp_path):
+    tex = tmp_path / "report.tex"
+    tex.write_text("\\documentclass{article}\\begin{document}\\undefinedmacro\\end{document}\n")
+    pdf, note = build_pdf(tex)
+    assert pdf is None and note.startswith("failed:") and "Undefined control sequence" in note
+    assert [p.name for p in tmp_path.iterdir()] == ["report.tex"]  # no .aux/.log/.out/.fls/.fdb_latexmk
+
+
+def test_double_hyphen_flags_are_not_typeset_as_dashes():
+    assert tex_escape("a subset (--limit)") == "a subset (-{}-limit)"
+    assert "--" not in tex_escape("--limit", tt=True)
+
+
+def test_model_card_has_the_hf_sections_and_loads_with_huggingface_hub(tmp_path):
+    from tinylm.report.model_card import card_for_run
+
+    run = load_run(make_run(tmp_path))
+    base, sft = card_for_run(run, "base"), card_for_run(run, "sft")
+    for card in (base, sft):
+        for h in ("## Model details", "## Uses", "## Bias, risks and limitations", "## Training details",
+                  "## Evaluation", "## Environmental impact", "## How to use"):
+            assert h in card, h
+    assert "# t SFT: a tinylm model" in sft and "mixture `alpaca:1,instructions:1`, 6,777 training conversations" in sft
+    assert "blimp (acc, n=67,000) | 0.600 ± 0.004 (chance 0.5)" in sft  # the SFT model's own eval.json
+    assert "blimp (acc, n=67,000) | 0.612 ± 0.004 (chance 0.5)" in base and "bits per byte, tinystories | 1.8765" in base
+    hub = pytest.importorskip("huggingface_hub")
+    loaded = hub.ModelCard(sft)
+    assert loaded.data.license == "cc-by-nc-4.0" and "text-generation" == loaded.data.pipeline_tag  # Alpaca's terms
+    assert hub.ModelCard(base).data.license == "mit"
+
+
+def test_report_writes_the_model_card_next_to_it(built):
+    _, out, paths, _, _, _ = built
+    card = (out / "model_card.md").read_text()
+    assert card.startswith("---\n") and "# t DPO: a tinylm model" in card  # the run's last stage

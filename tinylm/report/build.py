@@ -120,6 +120,19 @@ def build_document(run_dirs, fig_dir: Path, cost: CostAssumptions | None = None,
     )
 
 
+def model_card_of(run_dirs, cost: CostAssumptions | None = None) -> str | None:
+    """The model card of the first pretrained run's last stage (its SFT or aligned model when there is one)."""
+    from tinylm.report.artifacts import STAGES
+    from tinylm.report.model_card import card_for_run
+
+    for d in run_dirs:
+        run = load_run(d)
+        if run.trained:
+            last = next((s for s in reversed(STAGES) if s in run.stages), "base")
+            return card_for_run(run, last, cost=cost)
+    return None
+
+
 def write_report(run_dirs, out, pdf: bool = True, cost: CostAssumptions | None = None, sweeps=()) -> dict:
     """Write report.md, report.html, report.tex (+ report.pdf when a TeX engine is present) into `out`.
     Returns {"md": path, "html": path, "tex": path, "pdf": path or None, "pdf_note": why/how}."""
@@ -135,6 +148,10 @@ def write_report(run_dirs, out, pdf: bool = True, cost: CostAssumptions | None =
     atomic_write_text(paths["md"], render_md(doc, out))
     atomic_write_text(paths["html"], render_html(doc))
     atomic_write_text(paths["tex"], render_tex(doc, out))
+    card = model_card_of(run_dirs, cost)
+    if card:
+        paths["card"] = out / "model_card.md"
+        atomic_write_text(paths["card"], card)
     if pdf:
         paths["pdf"], paths["pdf_note"] = build_pdf(paths["tex"])
     else:

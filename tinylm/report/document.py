@@ -9,6 +9,7 @@ so that a number reads the same in every format and tests can look for it verbat
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,6 +148,21 @@ def fci(value, half, digits: int = 3) -> str:
     if _bad(value):
         return "n/a"
     return f"{value:.{digits}f}" + ("" if _bad(half) else f" ± {half:.{digits}f}")
+
+
+def slug(text: str, max_len: int = 48) -> str:
+    """A file-name-safe form of a user-given name: `my_run&50%#1_{x}` -> `my_run-50-1_x-3f2a1c`.
+
+    Only [A-Za-z0-9._-] survive; when anything had to change, a short hash of the original keeps two
+    names that differ only in punctuation apart. Names of runs and stages reach file names only
+    through this, so no renderer ever has to escape a path."""
+    import hashlib
+
+    s = str(text)
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", s).strip("-.")[:max_len] or "x"
+    if clean == s:
+        return clean
+    return f"{clean}-{hashlib.sha1(s.encode('utf-8')).hexdigest()[:6]}"
 
 
 def spans(text: str) -> list[tuple[bool, str]]:

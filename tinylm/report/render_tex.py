@@ -13,6 +13,7 @@ and anything else becomes its closest ASCII or "?" so a stray emoji cannot stop 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import textwrap
@@ -37,8 +38,11 @@ TT = {"'": r"\textquotesingle{}", "`": r"\textasciigrave{}", "“": '"', "”": 
 
 def tex_escape(text: str, tt: bool = False) -> str:
     out = []
-    for ch in str(text):
-        if tt and ch in TT:
+    text = str(text)
+    for i, ch in enumerate(text):
+        if ch == "-" and not tt and text[i + 1:i + 2] == "-":  # "--limit": two hyphens, not an en dash
+            out.append("-{}")
+        elif tt and ch in TT:
             out.append(TT[ch])
         elif ch in SPECIAL:
             out.append(SPECIAL[ch])
@@ -193,29 +197,39 @@ INSTALL_HINT = ("apt-get install --no-install-recommends texlive-latex-base texl
 
 
 def build_pdf(tex_path, timeout: float = 180.0) -> tuple[Path | None, str]:
-    """Compile report.tex next to itself. Returns (pdf path, note) or (None, why it was skipped)."""
+    """Compile report.tex next to itself. Returns (pdf path, note) or (None, why it was skipped).
+
+    The engine writes into a temporary directory (pdflatex -output-directory / latexmk -outdir) and only
+    the finished PDF is moved beside the .tex, so neither a success nor a failure leaves .aux, .log,
+    .out, .fls or .fdb_latexmk files in the report directory; a failure's first errors are in the note."""
+    import tempfile
+
     tex_path = Path(tex_path)
     engine = tex_engine()
     if engine is None or shutil.which("pdflatex") is None:
         return None, f"skipped: no TeX engine (pdflatex) on PATH; install one with `{INSTALL_HINT}`"
     common = ["-interaction=nonstopmode", "-halt-on-error", "-file-line-error"]
-    if Path(engine).name == "latexmk":
-        runs = [["latexmk", "-pdf", "-quiet", *common, tex_path.name]]
-    else:
-        runs = [["pdflatex", *common, tex_path.name]] * 2  # the second pass resolves references
-    for cmd in runs:
-        try:
-            proc = subprocess.run(cmd, cwd=tex_path.parent, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None, f"failed: {cmd[0]} did not finish in {timeout:.0f} s"
-        if proc.returncode != 0:
-            log = tex_path.with_suffix(".log")
-            lines = log.read_text(errors="replace").splitlines() if log.exists() else proc.stdout.splitlines()
-            errors = [ln for ln in lines if ln.startswith("!") or ":" in ln and "error" in ln.lower()][:3]
-            return None, f"failed: {cmd[0]} exit {proc.returncode}: {' | '.join(errors) or 'see ' + str(log)}"
-    pdf = tex_path.with_suffix(".pdf")
-    if not pdf.exists():
-        return None, "failed: no PDF was produced"
-    for ext in (".aux", ".log", ".out", ".fls", ".fdb_latexmk"):  # kept only when the build fails
-        tex_path.with_suffix(ext).unlink(missing_ok=True)
+    tex_path.with_suffix(".pdf").unlink(missing_ok=True)  # a PDF of an earlier report must not pass for this one
+    with tempfile.TemporaryDirectory(prefix="tinylm-tex-") as tmp:
+        if Path(engine).name == "latexmk":
+            runs = [["latexmk", "-pdf", "-quiet", f"-outdir={tmp}", *common, tex_path.name]]
+        else:
+            runs = [["pdflatex", f"-output-directory={tmp}", *common, tex_path.name]] * 2  # 2nd pass: references
+        for cmd in runs:
+            try:
+                proc = subprocess.run(cmd, cwd=tex_path.parent, capture_output=True, text=True, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return None, f"failed: {cmd[0]} did not finish in {timeout:.0f} s"
+            if proc.returncode != 0:
+                log = Path(tmp) / tex_path.with_suffix(".log").name
+                lines = log.read_text(errors="replace").splitlines() if log.exists() else proc.stdout.splitlines()
+                errors = [ln for ln in lines if ln.startswith("!") or re.match(r"^\S+\.tex:\d+: ", ln)][:3]
+                return None, f"failed: {cmd[0]} exit {proc.returncode}: {' | '.join(errors) or 'no error line in the log'}"
+        built = Path(tmp) / tex_path.with_suffix(".pdf").name
+        if not built.exists():
+            return None, "failed: no PDF was produced"
+        pdf = tex_path.with_suffix(".pdf")
+        tmp_pdf = pdf.with_name(f".{pdf.name}.tmp")
+        shutil.copyfile(built, tmp_pdf)
+        os.replace(tmp_pdf, pdf)  # atomic: a reader never sees half a PDF
     return pdf, f"built with {Path(engine).name}"

@@ -15,7 +15,7 @@ from pathlib import Path
 from tinylm import config as C
 from tinylm.report import figures
 from tinylm.report.artifacts import Run, sweep_axes
-from tinylm.report.document import Bullets, Figure, Missing, Paragraph, Section, Table, Verbatim, ffloat, fint
+from tinylm.report.document import Bullets, Figure, Missing, Paragraph, Section, Table, Verbatim, ffloat, fint, slug
 from tinylm.report.sections_setup import Context, missing, pretrain_numbers, rel
 
 SAMPLE_CHARS = 600  # a sample longer than this is cut (the artifact holds the whole text)
@@ -156,7 +156,7 @@ def sweeps_section(ctx: Context, sweeps: dict[str, dict]) -> Section:
         fit = None
         if x in SIZE_KEYS:
             fit = power_law(*figures.series(rows, x, y))
-        f = figures.sweep(rows, x, y, ctx.fig_dir / f"sweep_{title}.png", fit=fit)
+        f = figures.sweep(rows, x, y, ctx.fig_dir / f"sweep_{slug(title)}.png", fit=fit)
         if f:
             sub.add(Figure(f, f"{y} against {x}" + (" with a fitted power law." if fit else "."), rel(path)))
         if fit:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from tinylm.report import figures
 from tinylm.report.artifacts import Run, Stage
-from tinylm.report.document import Bullets, Figure, Missing, Paragraph, Section, Table, fci, ffloat, fint, fpct
+from tinylm.report.document import Bullets, Figure, Missing, Paragraph, Section, Table, fci, ffloat, fint, fpct, slug
 from tinylm.report.sections_setup import Context, last_row, missing, rel
 
 ALIGN_STAGES = ("rm", "dpo", "ppo", "grpo")
@@ -51,7 +51,7 @@ def ifeval_figure(ctx: Context, run: Run):
             for n, d in greedy.items()}
     errs = {n: [((d.get("by_kind") or {}).get(k) or {}).get("ci95") for k in kinds] + [d.get("ci95")]
             for n, d in greedy.items()}
-    f = figures.grouped_bars(kinds + ["all"], bars, ctx.fig_dir / f"ifeval_{run.name}.png",
+    f = figures.grouped_bars(kinds + ["all"], bars, ctx.fig_dir / f"ifeval_{slug(run.name)}.png",
                              "constraint satisfaction", errs)
     return Figure(f, f"Constraint satisfaction by instruction kind, greedy decoding, with 95% CIs ({run.name}).",
                   ", ".join(rel(run.dir / f"ifeval-{n}.json") for n in greedy)) if f else None
@@ -98,7 +98,7 @@ def sft_section(ctx: Context) -> Section:
                         "counts only the assistant's tokens and the `<|end|>` that closes them, never the prompt."),
               Table(["", "value"], rows, caption=f"Instruction tuning of {run.name}.", align="ll",
                     source=f"{rel(st.dir / 'config.json')}, {rel(st.dir / 'summary.json')}, {rel(st.dir / 'metrics.jsonl')}"))
-        f = figures.stage_curves(st.metrics, ["loss", "val_loss"], ctx.fig_dir / f"sft_curves_{run.name}.png", overlay=True)
+        f = figures.stage_curves(st.metrics, ["loss", "val_loss"], ctx.fig_dir / f"sft_curves_{slug(run.name)}.png", overlay=True)
         if f:
             s.add(Figure(f, "Instruction tuning: training loss and held-out loss on assistant tokens.",
                          rel(st.dir / "metrics.jsonl")))
@@ -151,7 +151,7 @@ def stage_subsection(ctx: Context, run: Run, st: Stage) -> Section:
         sub.add(Table(["result", "value"], srows, caption=f"{st.name} results.", source=rel(st.dir / "summary.json"), align="ll"))
     keys = sorted({k for r in st.metrics for k, v in r.items() if isinstance(v, (int, float)) and k not in BOOKKEEPING},
                   key=lambda k: (CURVE_ORDER.index(k) if k in CURVE_ORDER else len(CURVE_ORDER), k))[:9]
-    f = figures.stage_curves(st.metrics, keys, ctx.fig_dir / f"{st.name}_curves_{run.name}.png")
+    f = figures.stage_curves(st.metrics, keys, ctx.fig_dir / f"{slug(st.name)}_curves_{slug(run.name)}.png")
     if f:
         sub.add(Figure(f, f"{st.name}: {', '.join(k for k in keys if figures.series(st.metrics, 'step', k)[0])} "
                           "against the step.", rel(st.dir / "metrics.jsonl")))
@@ -344,7 +344,7 @@ def evaluation_section(ctx: Context) -> Section:
     mc = [label for label, ev, _ in models
           if ev.get("limit") or any(isinstance(t, dict) and t.get("limit") for t in (ev.get("tasks") or {}).values())]
     if mc:
-        s.add(Paragraph(f"Evaluated on a subset (--limit) for {', '.join(mc)}: CIs are wider than on the full sets."))
+        s.add(Paragraph(f"Evaluated on a subset (`--limit`) for {', '.join(mc)}: CIs are wider than on the full sets."))
     proto = {t: x.get("protocol") for _, ev, _ in models for t, x in (ev.get("tasks") or {}).items() if x.get("protocol")}
     if proto:
         s.add(Paragraph("Protocols:"), Bullets([f"{t}: {p}" for t, p in sorted(proto.items())]))

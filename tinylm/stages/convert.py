@@ -44,7 +44,8 @@ def export(cfg: ExportConfig) -> Path:
     model, tok, meta = load_model(cfg.checkpoint, "cpu")
     out = Path(cfg.out)
     if cfg.format == "hf":
-        hf_io.export_hf(model, tok, meta, out, scores_of(find_checkpoint(cfg.checkpoint)))
+        ckpt = find_checkpoint(cfg.checkpoint)
+        hf_io.export_hf(model, tok, meta, out, scores_of(ckpt), checkpoint=ckpt)
     elif cfg.format == "llama2c":
         out.mkdir(parents=True, exist_ok=True)
         llama2c.export(model, tok, out / "model.bin", out / "tokenizer.bin")
