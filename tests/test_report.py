@@ -136,9 +136,10 @@ def built(tmp_path_factory):
     return run, out, paths, paths["md"].read_text(), paths["html"].read_text(), paths["tex"].read_text()
 
 
-SECTIONS = ["Pretraining data", "Architecture", "Training details", "Estimated cost", "Loss curves",
-            "Instruction tuning", "Alignment", "Evaluation", "Qualitative samples", "Scaling and ablations",
-            "Limitations and reproducibility"]
+SECTIONS = ["Introduction", "Related work", "Pretraining data", "Architecture", "Training details", "Estimated cost",
+            "Loss curves", "Instruction tuning", "Alignment", "Evaluation", "Comparison with published models",
+            "Qualitative samples", "Scaling and ablations", "Limitations", "Conclusion", "References",
+            "Reproducibility: commands and files"]
 
 
 def test_report_contains_every_section_whose_artifacts_exist(built):
@@ -258,7 +259,7 @@ def test_sweep_section_fits_a_power_law(tmp_path):
     _json(tmp_path / "sweeps" / "not_a_sweep.json", {"rows": [{"choice": "a"}, {"choice": "b"}]})
     run = make_run(tmp_path, "s", stages=False)
     md = render_md(build_document([run], tmp_path / "figs", sweeps=[tmp_path / "sweeps"]), tmp_path)
-    assert "### 9.1 scaling" in md and "val_bpb = 4 x params^-0.1000" in md
+    assert "### 12.1 scaling" in md and "val_bpb = 4 x params^-0.1000" in md
     assert "not a sweep" in md
 
 
@@ -345,7 +346,7 @@ def test_hostile_run_name_is_safe_in_every_format(tmp_path):
     if have_tex:
         assert paths["pdf"] is not None, paths["pdf_note"]
         assert sorted(p.name for p in out.iterdir()) == ["figures", "model_card.md", "report.html", "report.md",
-                                                         "report.pdf", "report.tex"]
+                                                         "report.pdf", "report.tex", "samples_all.md"]
 
 
 @pytest.mark.skipif(tex_engine() is None or shutil.which("pdflatex") is None, reason="no TeX engine installed")
@@ -384,3 +385,162 @@ def test_report_writes_the_model_card_next_to_it(built):
     _, out, paths, _, _, _ = built
     card = (out / "model_card.md").read_text()
     assert card.startswith("---\n") and "# t DPO: a tinylm model" in card  # the run's last stage
+
+
+# --------------------------------------------------------------------------- data section, comparison, samples, prose
+
+
+def _write_corpus(root: Path, train_docs: list[str], valid_docs: list[str]) -> None:
+    (root / "tinystories").mkdir(parents=True, exist_ok=True)
+    import lzma
+
+    sep = "\n<|endoftext|>\n"
+    with lzma.open(root / "tinystories" / "train-00.txt.xz", "wt") as f:
+        f.write(sep.join(train_docs) + sep)
+    (root / "tinystories" / "valid-v1-head.txt").write_text(sep.join(valid_docs) + sep)
+
+
+def test_contamination_counts_dirty_examples_by_13_grams(tmp_path, monkeypatch):
+    from tinylm.data.sources import resolve
+    from tinylm.report import data_stats
+
+    shared = "the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun"  # 17 words
+    train = [f"Once there was a boy. {shared}. He ran home.", "A completely different story about trains " * 5]
+    valid = ["Nothing in common with training at all, just some words that are new here for sure."]
+    _write_corpus(tmp_path, train, valid)
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path))
+    evals = {"fake-task": [f"Question: {shared}?", "short one", "twelve words only here that never appear in train ok"]}
+    monkeypatch.setattr(data_stats, "eval_texts", lambda t: evals[t])
+    out = data_stats.compute(resolve("tinystories"), ["fake-task"], None, budget_s=60)
+    t = out["tasks"]["fake-task"]
+    assert t["examples"] == 3 and t["too_short"] == 2 and t["checkable"] == 1 and t["dirty_examples"] == 1
+    assert t["ngrams"] == 18 - 13 + 1 and t["ngrams_in_train"] == 5  # "question" + 17 shared words: 5 of 6 in train
+    assert out["tasks"]["held-out split"]["dirty_examples"] == 0
+    assert out["train"]["doc_bytes"] == [len(d.encode()) for d in train] and not out["train"]["partial"]
+
+
+def test_ngram_hashes_match_a_hand_computation():
+    import numpy as np
+
+    from tinylm.report.data_stats import ngram_hashes
+
+    ids = np.array([3, 1, 4, 1, 5], dtype=np.uint64)
+    h = ngram_hashes(ids, 3)
+    p = 1_000_003
+    assert [int(x) for x in h] == [(a * p * p + b * p + c) % 2**64 for a, b, c in ((3, 1, 4), (1, 4, 1), (4, 1, 5))]
+    assert len(ngram_hashes(ids, 6)) == 0
+
+
+def test_data_table_sums_to_the_shard_headers(tmp_path):
+    import numpy as np
+
+    from tinylm.data.shards import write_shard
+    from tinylm.report.sections_data import data_table, shard_check
+
+    run_dir = make_run(tmp_path, "d", stages=False)
+    prep = json.loads((run_dir / "prepare.json").read_text())
+    write_shard(run_dir / "data" / "train-000.bin", np.zeros(41000, np.uint16), 320)
+    write_shard(run_dir / "data" / "train-001.bin", np.zeros(152, np.uint16), 320)
+    write_shard(run_dir / "data" / "val.bin", np.zeros(4000, np.uint16), 320)
+    run = load_run(run_dir)
+    assert "train: 41,152 tokens in 2 shard header(s), equal to prepare.json" in shard_check(run)
+    assert "val: 4,000 tokens in 1 shard header(s), equal to prepare.json" in shard_check(run)
+    write_shard(run_dir / "data" / "val.bin", np.zeros(3999, np.uint16), 320)
+    assert "prepare.json says 4,000: they do not match" in shard_check(run)
+    t = data_table(run, "CDLA-Sharing-1.0", "SOURCES.md")
+    train_row = t.rows[0]
+    assert train_row[4] == fint(prep["train"]["tokens"]) and train_row[5] == "100%"
+    assert train_row[6] == ffloat(163840 / 41152, 2) and train_row[7] == "CDLA-Sharing-1.0"  # epochs = consumed / tokens
+
+
+def test_licence_is_read_from_the_sources_record():
+    from tinylm.report.sections_data import cleaning_steps, corpus_block, licence_of
+
+    md = ("# Sources\n\n## Section: A (tinystories/)\n\n| `tinystories/train-00.txt.xz` | x | The data is TinyStories, "
+          "CDLA-Sharing-1.0 | ok |\n\n## Section: B (english/)\n\n* Licence as stated: Every Project Gutenberg e-book is "
+          "public domain in the USA.\n\n### Cleaning\n\n1. **Header and footer.** Cut before the start marker. More.\n"
+          "2. **Held-out split.** About 1.5% of the bytes.\n")
+    assert licence_of("tinystories", md, ["tinystories/train-00"]) == ("CDLA-Sharing-1.0", "SOURCES.md")
+    assert licence_of("gutenberg-children", md, ["english/gutenberg-children"])[0] == "public domain in the USA" or \
+        licence_of("x", md, ["english/"])[0] == "public domain in the USA"
+    assert cleaning_steps(corpus_block(md, ["english/"])) == ["Header and footer: Cut before the start marker.",
+                                                               "Held-out split: About 1.5% of the bytes."]
+    assert licence_of("unknown", None, [])[0] == "not recorded"
+
+
+def test_published_losses_convert_to_bits_per_byte_by_hand():
+    from tinylm.report.comparison import bits_per_byte, nats_per_token
+
+    # stories260K: 1.297 nats/token, 2.0212 bytes/token -> 1.297 / ln 2 / 2.0212
+    assert math.isclose(bits_per_byte(1.297, 2.0212), 1.297 / 0.6931471805599453 / 2.0212)
+    assert math.isclose(bits_per_byte(1.297, 2.0212), 0.92577, rel_tol=1e-4)
+    assert math.isclose(bits_per_byte(0.760, 3.8654), 0.28366, rel_tol=1e-4)  # stories110M, Llama 2 tokenizer
+    assert math.isclose(nats_per_token(bits_per_byte(1.072, 3.87), 3.87), 1.072)
+
+
+def test_comparison_table_marks_measured_and_reported_rows(tmp_path):
+    from tinylm.report.comparison import comparison_section
+    from tinylm.report.sections_setup import Context
+
+    run = make_run(tmp_path, "c", stages=False)
+    s260 = tmp_path / "stories260K"
+    _json(s260 / "checkpoints" / "step_000000" / "meta.json", {"stage": "import", "config": {"model": C.to_dict(
+        C.ModelConfig(vocab_size=512, seq_len=512, n_layer=5, n_head=8, n_kv_head=4, n_embd=64, ffn_hidden=172))}})
+    _json(s260 / "bpb-tinystories.json", {"text": "tinystories", "bits_per_byte": 1.1444, "bytes": 794373, "tokens": 393016})
+    ctx = Context([load_run(run), load_run(s260)], tmp_path / "figs")
+    ctx.published = {"tok512": {"valid": {"bytes_per_token": 2.0}, "train": {"bytes_per_token": 2.1}},
+                     "llama2-32k": {"valid": {"bytes_per_token": 4.0}}}
+    s = comparison_section(ctx)
+    t = next(b for b in s.blocks if hasattr(b, "rows"))
+    rows = {r[0]: r for r in t.rows}
+    assert rows["c base"][-1] == "measured here" and rows["c base"][4] == "1.877"
+    assert rows["stories260K"][-1] == "measured here"
+    assert rows["stories260K"][3] == ffloat(1.1444 * math.log(2) * 794373 / 393016, 3)  # nats/token from bpb
+    conv, alt = 1.297 / math.log(2) / 2.0, 1.297 / math.log(2) / 2.1
+    assert rows["stories260K (llama2.c)"][-1].startswith("reported")
+    assert rows["stories260K (llama2.c)"][4] == f"{conv:.3f} ± {abs(conv - alt):.3f}"
+    assert rows["stories110M (llama2.c)"][4] == ffloat(0.760 / math.log(2) / 4.0, 3)  # no train-head measurement: no ±
+    text = " ".join(b.text for b in s.blocks if hasattr(b, "text"))
+    assert "Cross-check: stories260K measured here" in text
+
+
+def test_sample_rule_filters_repetition_control_tokens_and_gutenberg_headers():
+    from tinylm.report.sections_samples import problems
+
+    assert problems('The "The "The "The cat sat on the mat today.') == ["repetition"]
+    assert problems("She said hello. <|end|> And then she left the room quietly.") == ["control token"]
+    assert problems("*** START OF THE PROJECT GUTENBERG EBOOK ALICE *** Produced by someone kind.") == \
+        ["Gutenberg boilerplate"]
+    assert "repetition" in problems("I'm a little girl. " * 4)
+    assert problems("ok") == ["empty"]
+    assert problems("Once upon a time, a small fox found a red ball near the old mill and took it home.") == []
+
+
+def test_samples_are_side_by_side_with_filtered_cells_and_all_go_to_the_appendix_file(built):
+    _, out, _, md, _, _ = built
+    assert "| prompt | t base | t SFT |" in md  # held-out instructions: the same prompt, both models
+    assert "(filtered: control token" in md  # STORY carries a literal <|endoftext|>
+    full = (out / "samples_all.md").read_text()
+    assert "control token" in full and "Roses & violets 100%" in full
+
+
+def test_prose_claims_only_what_the_intervals_resolve(tmp_path):
+    from tinylm.report.reading import change_sentence, min_detectable, verdict
+
+    assert verdict(0.247, 0.042, 0.309, 0.041) == "unresolved"  # the grader's case: overlapping intervals
+    assert verdict(0.144, 0.033, 0.289, 0.039) == "better"
+    assert verdict(0.60, 0.05, 0.19, 0.04) == "worse"
+    assert verdict(1.0, None, 2.0, None) == "unknown"
+    assert "does not resolve" in change_sentence("score", 0.247, 0.042, 0.309, 0.041, "a", "b")
+    assert math.isclose(min_detectable(0.25, 200), 2 * 1.96 * math.sqrt(0.25 * 0.75 / 200))
+    run = make_run(tmp_path, "g")
+    base, sft = _ifeval(0.247, 0.042, "base"), _ifeval(0.309, 0.041, "sft")
+    base["by_kind"]["max_sentences"] = {"score": 0.60, "ci95": 0.1, "n": 20}
+    sft["by_kind"]["max_sentences"] = {"score": 0.19, "ci95": 0.1, "n": 20}
+    _json(run / "ifeval-base.json", base)
+    _json(run / "ifeval-sft.json", sft)
+    doc = build_document([run], tmp_path / "figs")
+    assert "the intervals overlap, so no gain is claimed" in doc.abstract
+    assert "max_sentences 0.60 -> 0.19" in doc.abstract and "raises" not in doc.abstract
+    md = render_md(doc, tmp_path)
+    assert "no gain is claimed at this sample size" in md and "Instruction kinds that got worse: " in md

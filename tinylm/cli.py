@@ -134,6 +134,9 @@ def _add_report_parser(sub) -> None:
     p.add_argument("--watts", type=float, default=None, help="assumed power draw for the cost estimate (default: from the hardware)")
     p.add_argument("--usd_per_kwh", type=float, default=None, help="electricity price (default: 0.15)")
     p.add_argument("--usd_per_hour", type=float, default=None, help="cloud price of the machine per hour (default: from the hardware)")
+    p.add_argument("--data_stats_s", type=float, default=300.0,
+                   help="time budget (s) for the data statistics (document lengths, 13-gram contamination), computed once "
+                        "and cached as RUN/data_stats.json; 0 uses only the cache")
 
 
 def cmd_info() -> None:
@@ -177,7 +180,8 @@ def main(argv=None) -> int:
         sweeps = args.sweeps if args.sweeps is not None else [p for p in ["bench/results"] if Path(p).is_dir()]
         try:
             report.run(args.runs, out=args.out, pdf=not args.no_pdf, sweeps=sweeps, watts=args.watts,
-                       usd_per_kwh=args.usd_per_kwh, usd_per_hour=args.usd_per_hour)
+                       usd_per_kwh=args.usd_per_kwh, usd_per_hour=args.usd_per_hour,
+                       data_stats_s=args.data_stats_s or None)
         except FileNotFoundError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1

@@ -14,16 +14,21 @@ from pathlib import Path
 
 from tinylm.report.artifacts import FileLog, load_run, read_sweeps
 from tinylm.report.cost import CostAssumptions
-from tinylm.report.document import Document, Missing, Section, fduration, ffloat, fint, fsi
-from tinylm.report.sections_extra import reproducibility_section, samples_section, sweeps_section
+from tinylm.report.comparison import comparison_section
+from tinylm.report.document import Document, Missing, Section, fci, fduration, ffloat, fint, fsi
+from tinylm.report.sections_extra import limitations_section, reproducibility_section, sweeps_section
+from tinylm.report.sections_frame import conclusion, ifeval_change, introduction, references, related_work
+from tinylm.report.sections_samples import all_samples_md, samples_section
 from tinylm.report.sections_results import alignment_section, evaluation_section, primary, sft_section
-from tinylm.report.sections_setup import (Context, architecture_section, corpus_of, curves_section, data_section,
-                                          hardware_text, pretrain_numbers, summary_table, training_section)
+from tinylm.report.sections_data import data_section
+from tinylm.report.sections_setup import (Context, architecture_section, corpus_of, curves_section, hardware_text,
+                                          pretrain_numbers, summary_table, training_section)
 
 HEADLINE_TASKS = ("wikitext", "blimp", "hellaswag", "arc-easy", "mmlu", "ifeval")
 
 
 def abstract(ctx: Context) -> str:
+    """The abstract, from the same numbers as the tables; comparisons through reading.verdict."""
     parts = []
     for r in ctx.trained[:1]:
         n = pretrain_numbers(r)
@@ -34,39 +39,38 @@ def abstract(ctx: Context) -> str:
             f"layers, width {m.get('n_embd', '?')}, context {m.get('seq_len', '?')}) trained from scratch with tinylm "
             f"on {fsi(n['tokens'])} tokens of `{corpus_of(r)}` in {fduration(n['elapsed_s'])}"
             + (f" on {hw}" if hw != "not recorded" else "")
-            + f". It reaches {ffloat(n['val_bpb'], 4)} bits per byte on held-out text."
-        )
+            + f". It reaches {ffloat(n['val_bpb'], 4)} bits per byte on held-out text.")
         sft = r.stages.get("sft")
         if sft and sft.summary:
             vals = [x for x in sft.metrics if isinstance(x.get("val_loss"), (int, float))]
             line = f" Instruction tuning for {fint(sft.summary.get('step'))} steps"
             if vals:
-                line += f" lowers the held-out assistant-token loss from {ffloat(vals[0]['val_loss'], 3)} to {ffloat(vals[-1]['val_loss'], 3)}"
-            if "base" in r.ifeval and "sft" in r.ifeval:
-                line += (f" and raises constraint satisfaction on held-out instructions from "
-                         f"{ffloat(r.ifeval['base']['score'])} to {ffloat(r.ifeval['sft']['score'])}")
+                line += (f" lowers the held-out assistant-token loss from {ffloat(vals[0]['val_loss'], 3)} to "
+                         f"{ffloat(vals[-1]['val_loss'], 3)}")
             parts.append(line + ".")
+            ch = ifeval_change(r)
+            if ch:
+                v, worse = ch
+                a, b = r.ifeval["base"], r.ifeval["sft"]
+                pair = (f"{fci(a.get('score'), a.get('ci95'))} ({r.label('base')}) to "
+                        f"{fci(b.get('score'), b.get('ci95'))} ({r.label('sft')})")
+                parts.append({"better": f" Constraint satisfaction on held-out instructions rises from {pair}, "
+                                        "resolved by the 95% intervals",
+                              "worse": f" Constraint satisfaction on held-out instructions falls from {pair}"}.get(
+                    v, f" Constraint satisfaction on held-out instructions goes from {pair}; the intervals overlap, so "
+                       "no gain is claimed") + (f"; kinds that got worse: {'; '.join(worse)}." if worse else "."))
         aligned = [s for s in ("rm", "dpo", "ppo", "grpo") if s in r.stages]
         if aligned:
             parts.append(f" Alignment stages: {', '.join(a.upper() for a in aligned)}.")
-        if r.eval:
-            tasks = r.eval.get("tasks") or {}
-            heads = []
-            for t in HEADLINE_TASKS:
-                if t in tasks:
-                    name, m = primary(tasks[t])
-                    if isinstance(m.get("value"), (int, float)):
-                        heads.append(f"{t} {name} {ffloat(m['value'])}")
-            if heads:
-                parts.append(f" On the evaluation suite ({len(tasks)} tasks) it scores " + "; ".join(heads) + ".")
     if ctx.trained[:1] == ctx.runs[:1]:
         if ctx.runs[1:]:
-            parts.append(f" It is compared with {', '.join(r.name for r in ctx.runs[1:])}.")
+            parts.append(f" It is compared with {', '.join(r.name for r in ctx.runs[1:])} and with published small "
+                         "models in bits per byte.")
     else:
         parts.append(f"This report compares {', '.join(r.name for r in ctx.runs)}, none of them pretrained in the "
                      "directories given.")
     parts.append(" Every number in this report is read from the run's artifacts; each table names the file it "
-                 "comes from, and the last section lists the commands that wrote them.")
+                 "comes from, and the appendix lists the commands that wrote them.")
     return "".join(parts).strip()
 
 
@@ -88,9 +92,39 @@ def _abstract_or_note(ctx: Context) -> str:
         return f"The abstract could not be written from the artifacts ({e.__class__.__name__}: {e})."
 
 
-def build_document(run_dirs, fig_dir: Path, cost: CostAssumptions | None = None, sweeps=()) -> Document:
+def collect_data_stats(runs, budget_s: float | None) -> dict:
+    """data_stats.json of each pretrained run (computed and cached when the corpus is readable and
+    `budget_s` is not None; only read from the cache when it is None)."""
+    from tinylm.report.data_stats import SCHEMA, data_stats
+
+    out = {}
+    for r in runs:
+        if not r.trained:
+            continue
+        tasks = sorted({t for _, ev, _ in r.evals() for t in (ev.get("tasks") or {})})
+        if budget_s is None:
+            cached = r.log.json(r.dir / "data_stats.json")
+            if cached and cached.get("schema") == SCHEMA:
+                out[r.name] = cached
+            continue
+        tok = r.dir / "tokenizer.json"
+        try:
+            ds = data_stats(r.dir, corpus_of(r) if corpus_of(r) != "unknown corpus" else None, tasks,
+                            tok if tok.is_file() else None, budget_s=budget_s)
+        except Exception as e:  # noqa: BLE001 - statistics are an extra; the report still builds without them
+            r.log.problems.append(f"data statistics could not be computed: {e.__class__.__name__}: {e}")
+            ds = None
+        if ds:
+            out[r.name] = ds
+    return out
+
+
+def build_document(run_dirs, fig_dir: Path, cost: CostAssumptions | None = None, sweeps=(),
+                   data_budget_s: float | None = None) -> Document:
     runs = [load_run(d) for d in run_dirs]
     ctx = Context(runs, Path(fig_dir), cost or CostAssumptions())
+    ctx.data_stats = collect_data_stats(runs, data_budget_s)
+    ctx.compute_stats = data_budget_s is not None
     sweep_log = FileLog()
     sweep_objs = read_sweeps(sweep_log, sweeps)
     headline = []
@@ -101,14 +135,24 @@ def build_document(run_dirs, fig_dir: Path, cost: CostAssumptions | None = None,
                 headline.append((f"{t} ({primary(task)[0]})", t))
                 break
     builders = [
+        ("Introduction", lambda: introduction(ctx)), ("Related work", lambda: related_work()),
         ("Pretraining data", lambda: data_section(ctx)), ("Architecture", lambda: architecture_section(ctx)),
         ("Training details", lambda: training_section(ctx)), ("Loss curves", lambda: curves_section(ctx)),
         ("Instruction tuning", lambda: sft_section(ctx)), ("Alignment", lambda: alignment_section(ctx)),
-        ("Evaluation", lambda: evaluation_section(ctx)), ("Qualitative samples", lambda: samples_section(ctx)),
+        ("Evaluation", lambda: evaluation_section(ctx)),
+        ("Comparison with published models", lambda: comparison_section(ctx)),
+        ("Qualitative samples", lambda: samples_section(ctx)),
         ("Scaling and ablations", lambda: sweeps_section(ctx, sweep_objs)),
+        ("Limitations", lambda: limitations_section(ctx)), ("Conclusion", lambda: conclusion(ctx)),
     ]
     sections = [_guarded(title, fn, sweep_log) for title, fn in builders]
-    sections.append(_guarded("Limitations and reproducibility", lambda: reproducibility_section(ctx, [sweep_log]), None))
+    sections.append(references())
+    appendix = [_guarded("Reproducibility: commands and files", lambda: reproducibility_section(ctx, [sweep_log]), None)]
+    files = {}
+    try:
+        files["samples_all.md"] = all_samples_md(ctx)
+    except Exception as e:  # noqa: BLE001 - the appendix file is an extra
+        sweep_log.problems.append(f"samples_all.md could not be written: {e.__class__.__name__}: {e}")
     names = ", ".join(r.name for r in runs)
     return Document(
         title=f"tinylm technical report: {names}",
@@ -117,6 +161,8 @@ def build_document(run_dirs, fig_dir: Path, cost: CostAssumptions | None = None,
         abstract=_abstract_or_note(ctx),
         sections=sections,
         summary=summary_table(ctx, headline),
+        appendix=appendix,
+        files=files,
     )
 
 
@@ -133,7 +179,8 @@ def model_card_of(run_dirs, cost: CostAssumptions | None = None) -> str | None:
     return None
 
 
-def write_report(run_dirs, out, pdf: bool = True, cost: CostAssumptions | None = None, sweeps=()) -> dict:
+def write_report(run_dirs, out, pdf: bool = True, cost: CostAssumptions | None = None, sweeps=(),
+                 data_budget_s: float | None = None) -> dict:
     """Write report.md, report.html, report.tex (+ report.pdf when a TeX engine is present) into `out`.
     Returns {"md": path, "html": path, "tex": path, "pdf": path or None, "pdf_note": why/how}."""
     from tinylm.report.render_html import render_html
@@ -143,11 +190,13 @@ def write_report(run_dirs, out, pdf: bool = True, cost: CostAssumptions | None =
 
     out = Path(out)
     fig_dir = out / "figures"
-    doc = build_document(run_dirs, fig_dir, cost, sweeps)
+    doc = build_document(run_dirs, fig_dir, cost, sweeps, data_budget_s)
     paths = {"md": out / "report.md", "html": out / "report.html", "tex": out / "report.tex"}
     atomic_write_text(paths["md"], render_md(doc, out))
     atomic_write_text(paths["html"], render_html(doc))
     atomic_write_text(paths["tex"], render_tex(doc, out))
+    for name, text in doc.files.items():
+        atomic_write_text(out / name, text)
     card = model_card_of(run_dirs, cost)
     if card:
         paths["card"] = out / "model_card.md"

@@ -31,6 +31,7 @@ class Table:
     caption: str = ""
     source: str = ""  # the artifact(s) the numbers come from
     align: str = ""  # one of l/r/c per column; default: first column left, the others right
+    wrap: bool = False  # long text cells: paragraph columns that wrap (samples side by side)
 
 
 @dataclass
@@ -73,6 +74,8 @@ class Document:
     abstract: str
     sections: list[Section]
     summary: Table | None = None  # the table right after the abstract
+    appendix: list = field(default_factory=list)  # sections after the references, numbered A, B, ...
+    files: dict = field(default_factory=dict)  # extra files written beside the report: name -> text
 
     def figures(self) -> list[Figure]:
         out = []
@@ -173,9 +176,10 @@ def spans(text: str) -> list[tuple[bool, str]]:
     return [(i % 2 == 1, p) for i, p in enumerate(parts) if p]
 
 
-def walk(sections: list[Section], prefix: str = ""):
-    """Yield (number, depth, section) in document order: ("3", 0, s), ("3.1", 1, sub), ..."""
+def walk(sections: list[Section], prefix: str = "", letters: bool = False):
+    """Yield (number, depth, section) in document order: ("3", 0, s), ("3.1", 1, sub), ...; with `letters`
+    (the appendix) the top level is lettered: ("A", 0, s), ("A.1", 1, sub)."""
     for i, s in enumerate(sections, 1):
-        num = f"{prefix}{i}"
+        num = f"{prefix}{chr(64 + i) if letters and not prefix else i}"
         yield num, prefix.count("."), s
         yield from walk(s.subsections, num + ".")

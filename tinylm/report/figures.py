@@ -163,3 +163,25 @@ def sweep(rows: list[dict], x: str, y: str, path: Path, fit: tuple[float, float]
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     return _save(fig, path)
+
+
+def histogram(groups: dict[str, list[float]], path: Path, xlabel: str, bins: int = 30) -> Path | None:
+    """Overlaid histograms on a log x axis, each normalised to its own count (shares, so a small held-out
+    set and a large training set compare by shape)."""
+    groups = {k: [v for v in vs if _num(v) and v > 0] for k, vs in groups.items()}
+    groups = {k: vs for k, vs in groups.items() if vs}
+    if not groups:
+        return None
+    lo = min(min(vs) for vs in groups.values())
+    hi = max(max(vs) for vs in groups.values())
+    if hi <= lo:
+        hi = lo * 10
+    edges = [lo * (hi / lo) ** (i / bins) for i in range(bins + 1)]
+    fig, ax = plt.subplots(figsize=(5.0, 2.4))
+    for name, vs in groups.items():
+        ax.hist(vs, bins=edges, weights=[1 / len(vs)] * len(vs), alpha=0.55, label=f"{name} ({len(vs):,})")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("share of documents")
+    ax.legend()
+    return _save(fig, path)

@@ -110,6 +110,13 @@ def _table(t: Table) -> str:
     note = r"{\footnotesize Source: " + _text(t.source) + ".}" if t.source else ""
     source = r"\par\smallskip" + note if note else ""
     width = _width(t)
+    if t.wrap:  # paragraph columns: the first (prompt) narrower, the others share the rest
+        n = len(t.header)
+        first = 0.22 if n > 2 else 0.3
+        rest = (0.96 - first) / max(n - 1, 1)
+        spec = "".join(f">{{\\raggedright\\arraybackslash}}p{{{w:.3f}\\linewidth}}" for w in [first] + [rest] * (n - 1))
+        tab = f"\\begin{{tabular}}{{{spec}}}\n\\toprule\n{head}\n\\midrule\n{body}\n\\bottomrule\n\\end{{tabular}}"
+        return f"\\begin{{table}}[H]\n\\centering\\footnotesize\n\\caption{{{caption}}}\n{tab}\n{source}\n\\end{{table}}\n"
     if len(t.rows) > 22:  # can break across pages; never resized
         spec = align
         if width > 90:  # paragraph columns, widths in proportion to their widest cell
@@ -158,6 +165,23 @@ def _verbatim(v: Verbatim) -> str:
     return f"\\begin{{sample}}{{{_text(v.label)}}}\n{body}\n\\end{{sample}}\n"
 
 
+def _block(b, out_dir: Path) -> str:
+    if isinstance(b, Paragraph):
+        return _text(b.text) + "\n"
+    if isinstance(b, Bullets):
+        return ("\\begin{itemize}\\setlength{\\itemsep}{1pt}\n" + "\n".join(f"\\item {_text(i)}" for i in b.items)
+                + "\n\\end{itemize}\n")
+    if isinstance(b, Table):
+        return _table(b)
+    if isinstance(b, Figure):
+        return _figure(b, out_dir)
+    if isinstance(b, Verbatim):
+        return _verbatim(b)
+    if isinstance(b, Missing):
+        return f"\\missing{{{_text(b.text)}}}\n"
+    return ""
+
+
 def render_tex(doc: Document, out_dir) -> str:
     out_dir = Path(out_dir)
     out = [PREAMBLE, r"\begin{document}",
@@ -168,22 +192,13 @@ def render_tex(doc: Document, out_dir) -> str:
            r"\begin{quote}\small " + _text(doc.abstract) + r"\end{quote}"]
     if doc.summary:
         out.append(_table(doc.summary))
-    for num, depth, s in walk(doc.sections):
-        out.append(("\\section{" if depth == 0 else "\\subsection{") + _text(s.title) + "}")
-        for b in s.blocks:
-            if isinstance(b, Paragraph):
-                out.append(_text(b.text) + "\n")
-            elif isinstance(b, Bullets):
-                out.append("\\begin{itemize}\\setlength{\\itemsep}{1pt}\n" +
-                           "\n".join(f"\\item {_text(i)}" for i in b.items) + "\n\\end{itemize}\n")
-            elif isinstance(b, Table):
-                out.append(_table(b))
-            elif isinstance(b, Figure):
-                out.append(_figure(b, out_dir))
-            elif isinstance(b, Verbatim):
-                out.append(_verbatim(b))
-            elif isinstance(b, Missing):
-                out.append(f"\\missing{{{_text(b.text)}}}\n")
+    for appendix, part in ((False, doc.sections), (True, doc.appendix)):
+        if appendix and part:
+            out.append(r"\clearpage\appendix")
+        for num, depth, s in walk(part, letters=appendix):
+            out.append(("\\section{" if depth == 0 else "\\subsection{") + _text(s.title) + "}")
+            for b in s.blocks:
+                out.append(_block(b, out_dir))
     out.append(r"\end{document}")
     return "\n".join(out) + "\n"
 

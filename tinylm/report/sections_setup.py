@@ -24,6 +24,9 @@ class Context:
     runs: list[Run]
     fig_dir: Path
     cost: CostAssumptions = field(default_factory=CostAssumptions)
+    data_stats: dict = field(default_factory=dict)  # run name -> data_stats.json (tinylm/report/data_stats.py)
+    compute_stats: bool = False  # compute (and cache) statistics that read text, or only read their caches
+    published: dict | None = None  # bytes per token of published tokenizers (tinylm/report/comparison.py)
 
     @property
     def trained(self) -> list[Run]:
@@ -136,47 +139,6 @@ def summary_table(ctx: Context, headline_evals: list[tuple[str, str]]) -> Table 
         add(label, cell)
     return Table(["", *[r.name for r in runs]], rows, caption="Summary.",
                  source="config.json, metrics.jsonl, meta.json, bpb-*.json, ifeval-*.json, eval/eval.json of each run")
-
-
-def data_section(ctx: Context) -> Section:
-    s = Section("Pretraining data")
-    for run in ctx.trained or ctx.runs:
-        p, t = run.prepare, run.tokenizer
-        if not p:
-            s.add(missing(run, "prepare.json (or data/prepare.json)"))
-        else:
-            rows = []
-            for split in ("train", "val"):
-                d = p.get(split) or {}
-                if not d:
-                    continue
-                rows.append([split, fint(d.get("documents")), fint(d.get("bytes")), fbytes(d.get("bytes")),
-                             fint(d.get("tokens")), ffloat(d.get("bytes_per_token"), 3), str(len(d.get("source_files") or []))])
-            s.add(Paragraph(f"{run.name} is pretrained on `{p.get('source', '?')}`, tokenized once into flat "
-                            f"{p.get('dtype', '?')} token shards; the validation split is held-out documents, "
-                            "never seen in training."))
-            s.add(Table(["split", "documents", "bytes", "size", "tokens", "bytes/token", "source files"], rows,
-                        caption=f"Pretraining data of {run.name}.", source=rel(run.dir / "prepare.json")))
-            n = pretrain_numbers(run)
-            train_tokens = (p.get("train") or {}).get("tokens")
-            if n["tokens"] and train_tokens:
-                s.add(Paragraph(f"Pretraining consumed {fint(n['tokens'])} tokens, {n['tokens'] / train_tokens:.2f} "
-                                f"epochs of the {fint(train_tokens)} training tokens."))
-        if not t:
-            s.add(missing(run, "tokenizer.meta.json"))
-        else:
-            trained_on = t.get("trained_on") or {}
-            valid = t.get("valid") or {}
-            s.add(Table(["tokenizer", "value"], [
-                ["type", "byte-level BPE (Hugging Face tokenizers)"],
-                ["vocabulary", fint(t.get("vocab_size"))],
-                ["trained on", f"{fint(trained_on.get('bytes'))} bytes, {fint(trained_on.get('documents'))} documents "
-                               f"of `{(t.get('config') or {}).get('corpus', '?')}`"],
-                ["bytes per token (validation text)", ffloat(valid.get("bytes_per_token"), 3)],
-                ["training time", fduration(t.get("seconds"))],
-                ["sha256", f"`{str(t.get('sha256', ''))[:16]}...`"],
-            ], caption=f"Tokenizer of {run.name}.", align="ll", source=rel(run.dir / "tokenizer.meta.json")))
-    return s
 
 
 LLAMA_CHOICES = [
