@@ -138,7 +138,7 @@ def built(tmp_path_factory):
 
 SECTIONS = ["Introduction", "Related work", "Pretraining data", "Architecture", "Training details", "Estimated cost",
             "Loss curves", "Instruction tuning", "Alignment", "Evaluation", "Comparison with published models",
-            "Qualitative samples", "Scaling and ablations", "Limitations", "Conclusion", "References",
+            "Qualitative samples", "Scaling", "Ablations", "Limitations", "Conclusion", "References", "Other sweeps",
             "Reproducibility: commands and files"]
 
 
@@ -204,7 +204,8 @@ def test_eval_table_has_a_column_per_model_and_compares_runs(tmp_path):
     md = render_md(doc, tmp_path)
     header = next(line for line in md.splitlines() if line.startswith("| task | metric | chance"))
     assert header.endswith("| alpha base | alpha SFT | beta base |")  # "<run> <stage>", never a bare "sft"
-    assert "alpha base is clearly better" in md and "blimp" in md
+    assert "beta base against alpha base: worse on blimp" in md  # 0.55 vs 0.6123, intervals +-0.004
+    assert "alpha SFT against alpha base: worse on blimp" in md and "| 1 doc" not in md
 
 
 def test_html_is_self_contained_and_escaped(built):
@@ -259,7 +260,7 @@ def test_sweep_section_fits_a_power_law(tmp_path):
     _json(tmp_path / "sweeps" / "not_a_sweep.json", {"rows": [{"choice": "a"}, {"choice": "b"}]})
     run = make_run(tmp_path, "s", stages=False)
     md = render_md(build_document([run], tmp_path / "figs", sweeps=[tmp_path / "sweeps"]), tmp_path)
-    assert "### 12.1 scaling" in md and "val_bpb = 4 x params^-0.1000" in md
+    assert "### A.1 scaling" in md and "val_bpb = 4 x params^-0.1000" in md
     assert "not a sweep" in md
 
 
@@ -544,3 +545,61 @@ def test_prose_claims_only_what_the_intervals_resolve(tmp_path):
     assert "max_sentences 0.60 -> 0.19" in doc.abstract and "raises" not in doc.abstract
     md = render_md(doc, tmp_path)
     assert "no gain is claimed at this sample size" in md and "Instruction kinds that got worse: " in md
+
+
+def _isoflop_table():
+    rows = []
+    for b in (1e12, 3e12):
+        for p in (1e5, 3e5, 1e6):
+            rows.append({"cell": f"c{b}{p}", "seed": 1, "budget": b, "params": p, "flops": b, "val_bpb": 2 + (math.log10(p) - 5.5) ** 2
+                         - 0.1 * math.log10(b / 1e12), "wall_s": 10.0, "loadavg_start": [1.0], "loadavg_end": [2.5]})
+    return {"sweep": "iso", "kind": "isoflop", "x": "params", "y": "val_bpb", "command": "tinylm sweep ...", "rows": rows}
+
+
+def _fit(a_ci):
+    return {"sweep": "iso", "y": "val_bpb", "primary": "params", "n_bootstrap": 200,
+            "conventions": {"params": {"approach2": {"a": 0.62, "a_ci": a_ci, "b": 0.38, "b_ci": [0.3, 0.45],
+                                                     "per_budget": [{"budget": 1e12, "n_opt": 3.1e5, "n_opt_ci": [2e5, 4e5],
+                                                                     "inside": True}]},
+                                       "approach3": {"E": 1.2, "E_ci": [1.1, 1.3], "alpha": 0.3, "beta": 0.25}}},
+            "holdout": {"mean_abs_error": 0.0123, "max_abs_error": 0.031}}
+
+
+def _ablation_table():
+    rows = [{"cell": f"{v}-s{s}", "seed": s, "variant": v, "val_bpb": 2.0 + d + 0.001 * s, "wall_s": 5.0}
+            for v, d in (("baseline", 0.0), ("learned_pos", 0.05), ("muon", -0.0005)) for s in (1, 2, 3)]
+    ab = {"baseline": {"n_seeds": 3, "val_bpb_mean": 2.002, "val_bpb_std": 0.001, "delta_mean": 0.0, "delta_std": 0.0, "n_paired": 3},
+          "learned_pos": {"n_seeds": 3, "val_bpb_mean": 2.052, "val_bpb_std": 0.001, "delta_mean": 0.05, "delta_std": 0.004, "n_paired": 3},
+          "muon": {"n_seeds": 3, "val_bpb_mean": 2.0015, "val_bpb_std": 0.001, "delta_mean": -0.0005, "delta_std": 0.003, "n_paired": 3}}
+    return {"sweep": "abl", "kind": "grid", "x": "variant", "y": "val_bpb", "rows": rows, "ablation": ab}
+
+
+def test_scaling_and_ablation_sections_render_with_intervals_and_readings(tmp_path):
+    _json(tmp_path / "scaling" / "iso" / "sweep.json", _isoflop_table())
+    _json(tmp_path / "scaling" / "fit.json", _fit([0.41, 0.58]))
+    _json(tmp_path / "ablations" / "abl" / "sweep.json", _ablation_table())
+    run = make_run(tmp_path, "x", stages=False)
+    doc = build_document([run], tmp_path / "figs", sweeps=[tmp_path / "scaling", tmp_path / "ablations"])
+    md = render_md(doc, tmp_path)
+    assert "IsoFLOP profiles" in md and "0.62 [0.41, 0.58]" in md
+    assert "an interval that contains Chinchilla's 0.5" in md and "within 0.012 val_bpb on average" in md
+    half = 4.303 * 0.004 / math.sqrt(3)
+    assert f"+0.0500 ± {half:.4f}" in md and "worse than the baseline: learned_pos" in md
+    assert "Not resolved at 3 seed(s): muon" in md
+    assert (tmp_path / "figs" / "ablation_abl.png").is_file() and (tmp_path / "figs" / "isoflop_iso.png").is_file()
+    assert "### A.1" not in md or "iso" not in md.split("### A.1")[1][:20]  # not repeated among the other sweeps
+    from tinylm.report.sections_experiments import scaling_reading
+
+    assert "faster than Chinchilla's 0.5 with the interval excluding it" in scaling_reading(_fit([0.55, 0.7]))
+
+
+def test_scaling_ablation_and_alignment_say_not_available_on_missing_or_malformed_inputs(tmp_path):
+    run = make_run(tmp_path, "m", stages=False)
+    md = render_md(build_document([run], tmp_path / "figs", sweeps=[]), tmp_path)
+    assert "Not available: no IsoFLOP sweep" in md and "Not available: no ablation table" in md
+    _json(tmp_path / "bad" / "fit.json", {"conventions": {"params": "oops"}, "primary": "params"})
+    _json(tmp_path / "bad" / "iso" / "sweep.json", {"kind": "isoflop", "rows": [{"params": "x"}, 3]})
+    _json(tmp_path / "bad" / "abl" / "sweep.json", {"rows": [], "ablation": {"v": {"delta_mean": "?"}, "w": 5}})
+    md = render_md(build_document([run], tmp_path / "figs", sweeps=[tmp_path / "bad"]), tmp_path)
+    assert "could not be built" not in md
+    assert "has no rows with params" in md and "has no approach2/approach3 fit" in md

@@ -260,7 +260,9 @@ def read_sweeps(log: FileLog, paths) -> dict[str, dict]:
         files = sorted(p.glob("*.json")) if p.is_dir() else [p]
         for f in files:
             obj = log.json(f)
-            if is_sweep(obj) and _sweep_axes(obj) is not None:
+            if isinstance(obj, dict) and (obj.get("kind") == "isoflop" or isinstance(obj.get("ablation"), dict)):
+                log.read[-1] = (str(f), "scaling / ablation table (own section)")
+            elif is_sweep(obj) and _sweep_axes(obj) is not None:
                 out[str(f)] = obj
             elif obj is not None:
                 log.read[-1] = (str(f), "not a sweep; unused")

@@ -16,6 +16,7 @@ from tinylm.report.artifacts import FileLog, load_run, read_sweeps
 from tinylm.report.cost import CostAssumptions
 from tinylm.report.comparison import comparison_section
 from tinylm.report.document import Document, Missing, Section, fci, fduration, ffloat, fint, fsi
+from tinylm.report.sections_experiments import ablations_section, classify, scaling_section
 from tinylm.report.sections_extra import limitations_section, reproducibility_section, sweeps_section
 from tinylm.report.sections_frame import conclusion, ifeval_change, introduction, references, related_work
 from tinylm.report.sections_samples import all_samples_md, samples_section
@@ -119,14 +120,43 @@ def collect_data_stats(runs, budget_s: float | None) -> dict:
     return out
 
 
+def collect_sft_data(runs, compute: bool) -> dict:
+    """sft/data_stats.json of each run with an SFT stage (computed when `compute`, else only read)."""
+    from tinylm.report.data_stats import SFT_SCHEMA, sft_data
+
+    out = {}
+    for r in runs:
+        st = r.stages.get("sft")
+        if st is None:
+            continue
+        cfg = ((st.config or {}).get("config") or {}).get("sft") or {}
+        mixture = cfg.get("mixture") or ((st.summary or {}).get("data") or {}).get("mixture")
+        if not mixture:
+            continue
+        if compute:
+            try:
+                got = sft_data(st.dir, mixture, int(cfg.get("data_seed", 0) or 0))
+            except Exception as e:  # noqa: BLE001
+                r.log.problems.append(f"SFT data statistics could not be computed: {e.__class__.__name__}: {e}")
+                got = None
+        else:
+            got = r.log.json(st.dir / "data_stats.json")
+            got = got if got and got.get("schema") == SFT_SCHEMA else None
+        if got and got.get("tasks"):
+            out[r.name] = got
+    return out
+
+
 def build_document(run_dirs, fig_dir: Path, cost: CostAssumptions | None = None, sweeps=(),
                    data_budget_s: float | None = None) -> Document:
     runs = [load_run(d) for d in run_dirs]
     ctx = Context(runs, Path(fig_dir), cost or CostAssumptions())
     ctx.data_stats = collect_data_stats(runs, data_budget_s)
     ctx.compute_stats = data_budget_s is not None
+    ctx.sft_data = collect_sft_data(runs, ctx.compute_stats)
     sweep_log = FileLog()
     sweep_objs = read_sweeps(sweep_log, sweeps)
+    experiments = classify(sweep_log, sweeps)
     headline = []
     for t in HEADLINE_TASKS:
         for r in runs:
@@ -142,12 +172,13 @@ def build_document(run_dirs, fig_dir: Path, cost: CostAssumptions | None = None,
         ("Evaluation", lambda: evaluation_section(ctx)),
         ("Comparison with published models", lambda: comparison_section(ctx)),
         ("Qualitative samples", lambda: samples_section(ctx)),
-        ("Scaling and ablations", lambda: sweeps_section(ctx, sweep_objs)),
+        ("Scaling", lambda: scaling_section(ctx, experiments)), ("Ablations", lambda: ablations_section(ctx, experiments)),
         ("Limitations", lambda: limitations_section(ctx)), ("Conclusion", lambda: conclusion(ctx)),
     ]
     sections = [_guarded(title, fn, sweep_log) for title, fn in builders]
     sections.append(references())
-    appendix = [_guarded("Reproducibility: commands and files", lambda: reproducibility_section(ctx, [sweep_log]), None)]
+    appendix = [_guarded("Other sweeps", lambda: sweeps_section(ctx, sweep_objs), sweep_log),
+                _guarded("Reproducibility: commands and files", lambda: reproducibility_section(ctx, [sweep_log]), None)]
     files = {}
     try:
         files["samples_all.md"] = all_samples_md(ctx)

@@ -247,3 +247,49 @@ def data_stats(run_dir, corpus: str | None, tasks: list[str], tokenizer_path=Non
     except OSError:
         pass  # a read-only run directory: the numbers are still used for this report
     return result
+
+
+SFT_SCHEMA = "tinylm.sft_data/1"
+
+
+def sft_data(stage_dir, mixture: str, seed: int = 0, refresh: bool = False) -> dict | None:
+    """What the SFT mixture holds, per task and per instruction kind, with the first training example of
+    each (the task files are read again with the run's seed, exactly as `tinylm sft` drew them), cached as
+    STAGE_DIR/data_stats.json. None when the tasks' data is not readable here."""
+    from collections import Counter
+
+    cache = Path(stage_dir) / "data_stats.json"
+    if cache.is_file() and not refresh:
+        try:
+            old = json.loads(cache.read_text())
+            if old.get("schema") == SFT_SCHEMA and old.get("mixture") == mixture and old.get("seed") == seed:
+                return old
+        except (OSError, ValueError):
+            pass
+    try:
+        from tinylm.tasks import get_task
+        from tinylm.tasks.mixture import parse_mixture
+
+        parts = parse_mixture(mixture)
+        tasks = []
+        for name, w in parts:
+            ex = get_task(name, seed).examples("train")
+            kinds = Counter(str((e.meta or {}).get("kind") or name) for e in ex)
+            first = {}
+            for e in ex:
+                k = str((e.meta or {}).get("kind") or name)
+                if k not in first:
+                    msgs = e.messages
+                    first[k] = {"user": next((m["content"] for m in msgs if m["role"] == "user"), ""),
+                                "assistant": next((m["content"] for m in msgs if m["role"] == "assistant"), "")}
+            tasks.append({"task": name, "weight": w, "examples": len(ex), "kinds": dict(kinds), "example": first})
+    except Exception as e:  # noqa: BLE001 - no data here: the section falls back to the artifacts
+        return {"schema": SFT_SCHEMA, "mixture": mixture, "seed": seed, "error": f"{e.__class__.__name__}: {e}"}
+    out = {"schema": SFT_SCHEMA, "mixture": mixture, "seed": seed, "tasks": tasks}
+    try:
+        from tinylm.util import atomic_write_text
+
+        atomic_write_text(cache, json.dumps(out, indent=1) + "\n")
+    except OSError:
+        pass
+    return out

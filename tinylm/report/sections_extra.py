@@ -45,7 +45,7 @@ def _cell(v) -> str:
 
 
 def sweeps_section(ctx: Context, sweeps: dict[str, dict]) -> Section:
-    s = Section("Scaling and ablations")
+    s = Section("Other sweeps")
     all_sweeps = dict(sweeps)
     for r in ctx.runs:
         all_sweeps.update(r.sweeps)
