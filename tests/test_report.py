@@ -603,3 +603,33 @@ def test_scaling_ablation_and_alignment_say_not_available_on_missing_or_malforme
     md = render_md(build_document([run], tmp_path / "figs", sweeps=[tmp_path / "bad"]), tmp_path)
     assert "could not be built" not in md
     assert "has no rows with params" in md and "has no approach2/approach3 fit" in md
+
+
+def _alignment_json():
+    def m(score, ci, kinds, kl=None, bpb=1.9):
+        return {"checkpoint": "x", "run_summary": {"wall_clock_s": 120.0} if kl else None,
+                "greedy": {"score": score, "ci95": ci, "n": 300, "degenerate_rate": 0.05, "perfect_rate": 0.1,
+                           "by_kind": {k: {"score": v, "ci95": 0.05, "n": 60} for k, v in kinds.items()}},
+                "sampled": {"score": score - 0.01, "ci95": ci, "n": 300},
+                "kl_to_sft": {"kl": kl, "ci95": 0.01, "n": 100, "unit": "nats per answer"} if kl else None,
+                "bpb_tinystories": bpb, "seconds": 30.0}
+    return {"protocol": {}, "sft": "runs/t/sft", "methods": {
+        "sft": m(0.30, 0.04, {"title": 0.5, "max_sentences": 0.6}),
+        "grpo": m(0.45, 0.04, {"title": 0.8, "max_sentences": 0.2}, kl=0.12, bpb=1.95),
+        "dpo": m(0.32, 0.04, {"title": 0.55, "max_sentences": 0.6}, kl=0.05),
+        "ppo": "broken"}}
+
+
+def test_alignment_comparison_renders_table_figure_and_reading(tmp_path):
+    run = make_run(tmp_path, "al")
+    _json(run / "alignment.json", _alignment_json())
+    doc = build_document([run], tmp_path / "figs")
+    md = render_md(doc, tmp_path)
+    assert "| al GRPO | 0.450 ± 0.040 |" in md and "| al SFT | 0.300 ± 0.040 |" in md
+    assert "al GRPO raises greedy constraint satisfaction from 0.300 to 0.450, resolved" in md
+    assert "kinds that got worse: max_sentences 0.60 -> 0.20" in md
+    assert "al DPO moves greedy constraint satisfaction from 0.300 to 0.320, within the intervals (not resolved)" in md
+    assert "left out: ppo" in md and (tmp_path / "figs" / "alignment_kinds_al.png").is_file()
+    _json(run / "alignment.json", {"methods": [1, 2]})
+    md = render_md(build_document([run], tmp_path / "figs"), tmp_path)
+    assert "alignment.json has no \"methods\" mapping" in md and "could not be built" not in md

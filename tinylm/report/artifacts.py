@@ -25,8 +25,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-STAGES = ("sft", "rm", "dpo", "ppo", "grpo")  # later stages, in pipeline order
-STAGE_LABELS = {"base": "base", "sft": "SFT", "rm": "RM", "dpo": "DPO", "ppo": "PPO", "grpo": "GRPO"}
+STAGES = ("sft", "rm", "rft", "dpo", "ppo", "grpo")  # later stages, in pipeline order
+STAGE_LABELS = {"base": "base", "sft": "SFT", "rm": "RM", "rft": "RFT", "dpo": "DPO", "ppo": "PPO", "grpo": "GRPO"}
 
 
 @dataclass
@@ -130,6 +130,7 @@ class Run:
     eval_path: Path | None = None
     eval_samples: str | None = None
     pipeline_log: str | None = None
+    alignment: dict | None = None  # alignment.json: SFT and each aligned model on the same held-out instructions
     stages: dict[str, Stage] = field(default_factory=dict)
     sweeps: dict[str, dict] = field(default_factory=dict)  # path -> sweep JSON
 
@@ -322,6 +323,7 @@ def load_run(path) -> Run:
             run.ifeval[f.stem[len("ifeval-"):]] = obj
     run.eval, run.eval_path = _read_eval(log, d / "eval")
     run.eval_samples = log.text(d / "eval" / "samples.md")
+    run.alignment = log.json(d / "alignment.json")
     log_text = log.text(d / "pipeline.log")
     run.pipeline_log = re.sub(r"\r", "\n", log_text) if log_text else None
     for s in STAGES:
