@@ -633,3 +633,22 @@ def test_alignment_comparison_renders_table_figure_and_reading(tmp_path):
     _json(run / "alignment.json", {"methods": [1, 2]})
     md = render_md(build_document([run], tmp_path / "figs"), tmp_path)
     assert "alignment.json has no \"methods\" mapping" in md and "could not be built" not in md
+
+
+def test_eval_reading_names_tasks_resolved_below_chance():
+    from tinylm.report.sections_results import eval_reading
+
+    ev = {"tasks": {"openbookqa": {"metrics": {"acc": {"value": 0.132, "ci95": [0.102, 0.162]}}, "primary": "acc",
+                                   "chance": 0.25, "higher_is_better": True, "n": 500},
+                    "copa": {"metrics": {"acc": {"value": 0.55, "ci95": [0.45, 0.65]}}, "primary": "acc", "chance": 0.5}}}
+    (line,) = eval_reading([("m base", ev, None)])
+    assert "indistinguishable from chance on copa" in line and "below chance (resolved) on openbookqa" in line
+
+
+def test_cleaning_steps_join_wrapped_lines():
+    from tinylm.report.sections_data import cleaning_steps
+
+    block = ("1. **Header and footer.** The text before the last PG start marker is cut (`*** START OF THE/THIS\n"
+             "   PROJECT GUTENBERG ...`). More text.\n2. **Normalisation.** CRLF becomes LF.\n")
+    assert cleaning_steps(block)[0] == ("Header and footer: The text before the last PG start marker is cut "
+                                        "(`*** START OF THE/THIS PROJECT GUTENBERG ...`).")

@@ -20,7 +20,8 @@ from tinylm.report.sections_experiments import ablations_section, classify, scal
 from tinylm.report.sections_extra import limitations_section, reproducibility_section, sweeps_section
 from tinylm.report.sections_frame import conclusion, ifeval_change, introduction, references, related_work
 from tinylm.report.sections_samples import all_samples_md, samples_section
-from tinylm.report.sections_results import alignment_section, evaluation_section, primary, sft_section
+from tinylm.report.sections_results import (alignment_section, evaluation_appendix, evaluation_section, primary,
+                                            sft_section)
 from tinylm.report.sections_data import data_section
 from tinylm.report.sections_setup import (Context, architecture_section, corpus_of, curves_section, hardware_text,
                                           pretrain_numbers, summary_table, training_section)
@@ -177,7 +178,8 @@ def build_document(run_dirs, fig_dir: Path, cost: CostAssumptions | None = None,
     ]
     sections = [_guarded(title, fn, sweep_log) for title, fn in builders]
     sections.append(references())
-    appendix = [_guarded("Other sweeps", lambda: sweeps_section(ctx, sweep_objs), sweep_log),
+    appendix = [_guarded("Evaluation protocols", lambda: evaluation_appendix(ctx), sweep_log),
+                _guarded("Other sweeps", lambda: sweeps_section(ctx, sweep_objs), sweep_log),
                 _guarded("Reproducibility: commands and files", lambda: reproducibility_section(ctx, [sweep_log]), None)]
     files = {}
     try:

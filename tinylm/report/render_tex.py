@@ -211,7 +211,7 @@ INSTALL_HINT = ("apt-get install --no-install-recommends texlive-latex-base texl
                 "texlive-fonts-recommended latexmk")
 
 
-def build_pdf(tex_path, timeout: float = 180.0) -> tuple[Path | None, str]:
+def build_pdf(tex_path, timeout: float = 900.0) -> tuple[Path | None, str]:
     """Compile report.tex next to itself. Returns (pdf path, note) or (None, why it was skipped).
 
     The engine writes into a temporary directory (pdflatex -output-directory / latexmk -outdir) and only

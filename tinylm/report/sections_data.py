@@ -74,9 +74,16 @@ def licence_of(corpus: str, text: str | None, paths: list[str]) -> tuple[str, st
 def cleaning_steps(block: str) -> list[str]:
     """The numbered steps of a SOURCES.md section's cleaning list: '**Header and footer.** ...' -> short items."""
     out = []
-    for m in re.finditer(r"^\d+\.\s+\*\*([^*]+)\*\*\s*(.*)$", block, flags=re.M):
-        title, rest = m.group(1).strip().rstrip("."), m.group(2).strip()
+    items = re.split(r"\n(?=\d+\.\s+\*\*)", block)
+    for item in items:
+        m = re.match(r"\d+\.\s+\*\*([^*]+)\*\*\s*(.*)", item, flags=re.S)
+        if not m:
+            continue
+        title = m.group(1).strip().rstrip(".")
+        rest = " ".join(m.group(2).split("\n\n")[0].split())  # the item's first paragraph, lines joined
+        rest = re.sub(r"^\*\s+", "", rest)
         first = re.split(r"(?<=[.])\s", rest, maxsplit=1)[0] if rest else ""
+        first = first if len(first) <= 220 else first[:220].rsplit(" ", 1)[0] + " ..."
         out.append(f"{title}: {first}" if first else title)
     return out
 
@@ -155,8 +162,11 @@ def _dist(xs: list[int]) -> str:
 
 def contamination_table(ds: dict) -> tuple[Table | None, list[str]]:
     rows, dirty_sets, notes = [], [], []
-    for task, e in sorted((ds.get("tasks") or {}).items(), key=lambda kv: (kv[0] != "held-out split", kv[0])):
+    tasks = ds.get("tasks") or {}
+    for task, e in sorted(tasks.items(), key=lambda kv: (kv[0] != "held-out split", kv[0])):
         if not isinstance(e, dict):
+            continue
+        if task == "held-out split" and f"bpb-{ds.get('source')}" in tasks:  # the same books, scored by eval
             continue
         if "error" in e:
             notes.append(f"{task}: not checked ({e['error'][:160]})")
@@ -182,11 +192,19 @@ def contamination_table(ds: dict) -> tuple[Table | None, list[str]]:
                       f"(GPT-3 App. C). Read the dirty share: near 0% means the scores are not inflated by memorised "
                       f"test text.", source="data_stats.json")
     reading = []
-    if dirty_sets:
-        reading.append("Sets with at least 1% dirty examples: " + ", ".join(f"{t} ({fpct(f)})" for t, f in dirty_sets)
+    heavy = [(t, f) for t, f in dirty_sets if (ds["tasks"][t].get("ngrams_in_train") or 0) >= 0.01 * (ds["tasks"][t].get("ngrams") or 1)]
+    light = [(t, f) for t, f in dirty_sets if (t, f) not in heavy]
+    if heavy:
+        reading.append("Sets with at least 1% dirty examples and 1% of their 13-grams in training: "
+                       + ", ".join(f"{t} ({fpct(f)})" for t, f in heavy)
                        + "; their scores may be inflated by text seen in training, and a clean subset should be scored "
                          "before a claim rests on them.")
-    else:
+    if light:
+        reading.append("Dirty by the any-13-gram rule but with under 1% of their 13-grams in training: "
+                       + ", ".join(f"{t} ({fpct(f)} of examples, {fpct(ds['tasks'][t]['ngrams_in_train'] / ds['tasks'][t]['ngrams'], 2)} "
+                                   "of 13-grams)" for t, f in light)
+                       + "; long documents share stock phrases and quotations, not copied text.")
+    if not dirty_sets:
         reading.append(f"No evaluation set has 1% or more dirty examples: the {n}-gram overlaps are isolated stock phrases "
                        "and quotations, not copies of test items.")
     return t, reading + notes
@@ -196,7 +214,10 @@ def bpt_table(run: Run, ds: dict | None) -> Table | None:
     """Bytes per token of the run's tokenizer on each evaluation text: measured with tokenizer.json when it
     was available to data_stats, else derived from eval.json (bytes/token = log2(token perplexity) / bits per byte)."""
     rows = []
-    for task, e in sorted(((ds or {}).get("tasks") or {}).items()):
+    tasks = (ds or {}).get("tasks") or {}
+    for task, e in sorted(tasks.items()):
+        if task == "held-out split" and f"bpb-{(ds or {}).get('source')}" in tasks:
+            continue
         if isinstance(e, dict) and isinstance(e.get("bytes_per_token"), (int, float)):
             rows.append([task, fbytes(e.get("bytes")), ffloat(e["bytes_per_token"], 3), "measured (tokenizer.json)"])
     seen = {r[0] for r in rows}

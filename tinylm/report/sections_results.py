@@ -411,19 +411,43 @@ def eval_reading(models) -> list[str]:
     """Plain-language findings that follow from the numbers: above chance or not, clear differences."""
     out = []
     for label, ev, _ in models:
-        above, at = [], []
+        above, below, at = [], [], []
         for t, x in (ev.get("tasks") or {}).items():
             _, m = primary(x)
             v, h, c = m.get("value"), _half_ci(m), x.get("chance")
             if not all(isinstance(a, (int, float)) for a in (v, c)) or h is None:
                 continue
-            better = v - h > c if x.get("higher_is_better", True) else v + h < c
-            (above if better else at).append(t)
-        if above or at:
+            hib = x.get("higher_is_better", True)
+            if (v - h > c) if hib else (v + h < c):
+                above.append(t)
+            elif (v + h < c) if hib else (v - h > c):
+                below.append(t)
+            else:
+                at.append(t)
+        if above or at or below:
             out.append(f"{label}: above chance (95% CI excludes it) on {', '.join(sorted(above)) or 'no task'}; "
-                       f"indistinguishable from chance on {', '.join(sorted(at)) or 'no task'}.")
+                       f"indistinguishable from chance on {', '.join(sorted(at)) or 'no task'}"
+                       + (f"; below chance (resolved) on {', '.join(sorted(below))}" if below else "") + ".")
     out += resolved_differences(models)
     return out
+
+
+def evaluation_appendix(ctx: Context) -> Section:
+    """Protocols of every task and the examples that were truncated or malformed (appendix)."""
+    s = Section("Evaluation protocols")
+    models = eval_models(ctx)
+    proto = {t: x.get("protocol") for _, ev, _ in models for t, x in (ev.get("tasks") or {}).items() if x.get("protocol")}
+    if proto:
+        s.add(Bullets([f"{t}: {p}" for t, p in sorted(proto.items())]))
+    problems = [f"{label} {t}: {x.get('truncated', 0)} truncated, {x.get('malformed', 0)} malformed"
+                for label, ev, _ in models for t, x in (ev.get("tasks") or {}).items()
+                if (x.get("truncated") or 0) + (x.get("malformed") or 0) > 0]
+    if problems:
+        s.add(Paragraph("Examples that did not fit the context (scored on their last tokens) or could not be scored:"),
+              Bullets(problems))
+    if not s.blocks:
+        s.add(Missing("Not available: no eval/eval.json in any run."))
+    return s
 
 
 def resolved_differences(models) -> list[str]:
@@ -536,14 +560,7 @@ def evaluation_section(ctx: Context) -> Section:
           if ev.get("limit") or any(isinstance(t, dict) and t.get("limit") for t in (ev.get("tasks") or {}).values())]
     if mc:
         s.add(Paragraph(f"Evaluated on a subset (`--limit`) for {', '.join(mc)}: CIs are wider than on the full sets."))
-    proto = {t: x.get("protocol") for _, ev, _ in models for t, x in (ev.get("tasks") or {}).items() if x.get("protocol")}
-    if proto:
-        s.add(Paragraph("Protocols:"), Bullets([f"{t}: {p}" for t, p in sorted(proto.items())]))
-    problems = [f"{label} {t}: {x.get('truncated', 0)} truncated, {x.get('malformed', 0)} malformed"
-                for label, ev, _ in models for t, x in (ev.get("tasks") or {}).items()
-                if (x.get("truncated") or 0) + (x.get("malformed") or 0) > 0]
-    if problems:
-        s.add(Paragraph("Examples that did not fit the context or could not be scored:"), Bullets(problems))
+    s.add(Paragraph("Each task's protocol and the examples that did not fit the context are listed in the appendix."))
     reading = eval_reading(models)
     if reading:
         s.add(Paragraph("What the numbers say:"), Bullets(reading))

@@ -129,7 +129,7 @@ def summary_table(ctx: Context, headline_evals: list[tuple[str, str]]) -> Table 
     for t in texts:
         add(f"bits/byte on {t}", lambda r, t=t: ffloat(r.bpb[t]["bits_per_byte"], 4) if t in r.bpb else "")
     for name in ("base", "sft"):
-        add(f"instruction following, {name} (greedy)",
+        add(f"instruction following, {'SFT' if name == 'sft' else name} (greedy)",
             lambda r, n=name: ffloat(r.ifeval[n]["score"]) if n in r.ifeval else "")
     for label, task in headline_evals:
         def cell(r, task=task):
