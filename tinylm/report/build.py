@@ -103,7 +103,13 @@ def collect_data_stats(runs, budget_s: float | None) -> dict:
     for r in runs:
         if not r.trained:
             continue
-        tasks = sorted({t for _, ev, _ in r.evals() for t in (ev.get("tasks") or {})})
+        try:  # the default suite always, so the cache does not go stale when an evaluation is added
+            from tinylm.eval.tasks import SUITES
+
+            suite = set(SUITES["default"])
+        except Exception:  # noqa: BLE001
+            suite = set()
+        tasks = sorted(suite | {t for _, ev, _ in r.evals() for t in (ev.get("tasks") or {})})
         if budget_s is None:
             cached = r.log.json(r.dir / "data_stats.json")
             if cached and cached.get("schema") == SCHEMA:

@@ -79,6 +79,9 @@ PREAMBLE = r"""\documentclass[10pt,letterpaper]{article}
 \usepackage[font=small,labelfont=bf,skip=4pt]{caption}
 \usepackage{microtype}
 \usepackage[hidelinks]{hyperref}
+\IfFileExists{placeins.sty}{\usepackage[section]{placeins}}{}  % floats stay in their section (texlive-latex-extra)
+\renewcommand{\topfraction}{0.9}\renewcommand{\bottomfraction}{0.8}\renewcommand{\textfraction}{0.07}
+\renewcommand{\floatpagefraction}{0.75}\setcounter{topnumber}{3}\setcounter{totalnumber}{5}
 \setlength{\parindent}{0pt}
 \setlength{\parskip}{5.5pt}
 \setlength{\emergencystretch}{3em}
@@ -115,8 +118,9 @@ def _table(t: Table) -> str:
         first = 0.22 if n > 2 else 0.3
         rest = (0.96 - first) / max(n - 1, 1)
         spec = "".join(f">{{\\raggedright\\arraybackslash}}p{{{w:.3f}\\linewidth}}" for w in [first] + [rest] * (n - 1))
-        tab = f"\\begin{{tabular}}{{{spec}}}\n\\toprule\n{head}\n\\midrule\n{body}\n\\bottomrule\n\\end{{tabular}}"
-        return f"\\begin{{table}}[H]\n\\centering\\footnotesize\n\\caption{{{caption}}}\n{tab}\n{source}\n\\end{{table}}\n"
+        spaced = "\n\\addlinespace\n".join(" & ".join(_text(c) for c in row) + r" \\" for row in t.rows)  # rows apart
+        tab = f"\\begin{{tabular}}{{{spec}}}\n\\toprule\n{head}\n\\midrule\n{spaced}\n\\bottomrule\n\\end{{tabular}}"
+        return f"\\begin{{table}}[!htbp]\n\\centering\\footnotesize\n\\caption{{{caption}}}\n{tab}\n{source}\n\\end{{table}}\n"
     if len(t.rows) > 22:  # can break across pages; never resized
         spec = align
         if width > 90:  # paragraph columns, widths in proportion to their widest cell
@@ -134,7 +138,7 @@ def _table(t: Table) -> str:
     else:
         tab = (f"\\resizebox{{\\linewidth}}{{!}}{{\\begin{{tabular}}{{{align}}}\n\\toprule\n{head}\n\\midrule\n{body}\n"
                f"\\bottomrule\n\\end{{tabular}}}}")
-    return f"\\begin{{table}}[H]\n\\centering\\small\n\\caption{{{caption}}}\n{tab}\n{source}\n\\end{{table}}\n"
+    return f"\\begin{{table}}[!htbp]\n\\centering\\small\n\\caption{{{caption}}}\n{tab}\n{source}\n\\end{{table}}\n"
 
 
 def _png_inches(path: Path, dpi: int = 150) -> float:
@@ -145,9 +149,9 @@ def _png_inches(path: Path, dpi: int = 150) -> float:
 
 def _figure(f: Figure, out_dir: Path) -> str:
     rel = Path(os.path.relpath(f.path, out_dir)).as_posix()
-    frac = min(1.0, _png_inches(Path(f.path)) / 6.4)  # 6.4 in of figure = the full text width
+    frac = min(0.9, 0.85 * _png_inches(Path(f.path)) / 6.4)  # 6.4 in of figure ~ 85% of the text width
     src = f" Source: {_text(f.source)}." if f.source else ""
-    return (f"\\begin{{figure}}[H]\n\\centering\n\\includegraphics[width={frac:.2f}\\linewidth,height=0.42\\textheight,"
+    return (f"\\begin{{figure}}[!htbp]\n\\centering\n\\includegraphics[width={frac:.2f}\\linewidth,height=0.42\\textheight,"
             f"keepaspectratio]{{{rel}}}\n\\caption{{{_text(f.caption)}{src}}}\n\\end{{figure}}\n")
 
 
