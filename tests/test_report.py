@@ -260,7 +260,7 @@ def test_sweep_section_fits_a_power_law(tmp_path):
     _json(tmp_path / "sweeps" / "not_a_sweep.json", {"rows": [{"choice": "a"}, {"choice": "b"}]})
     run = make_run(tmp_path, "s", stages=False)
     md = render_md(build_document([run], tmp_path / "figs", sweeps=[tmp_path / "sweeps"]), tmp_path)
-    assert "### A.1 scaling" in md and "val_bpb = 4 x params^-0.1000" in md
+    assert "### B.1 scaling" in md and "val_bpb = 4 x params^-0.1000" in md
     assert "not a sweep" in md
 
 

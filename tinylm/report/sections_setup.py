@@ -307,8 +307,8 @@ def validation_note(r: Run) -> str:
     key = corpus if corpus in r.bpb else next(iter(r.bpb), None)
     text = (f"Two validation figures describe {r.name}. The curve's in-loop value (final {ffloat(n['val_bpb'], 4)}) scores "
             f"the first {fint(windows)} windows of {seq} tokens of the held-out shard"
-            + (f" ({fpct(windows * seq / p['tokens']) if isinstance(p.get('tokens'), int) and p['tokens'] else 'part'} of "
-               f"its {fint(p.get('tokens'))} tokens)" if p.get("tokens") else "")
+            + (f" ({fpct(windows * seq / p['tokens'])} of its {fint(p.get('tokens'))} tokens)"
+               if isinstance(p.get("tokens"), int) and p["tokens"] and isinstance(seq, int) else "")
             + ", the same windows at every evaluation, each window read from its first token, so its first tokens "
               "have little context; it tracks progress cheaply.")
     if key:
