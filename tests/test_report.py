@@ -652,3 +652,15 @@ def test_cleaning_steps_join_wrapped_lines():
              "   PROJECT GUTENBERG ...`). More text.\n2. **Normalisation.** CRLF becomes LF.\n")
     assert cleaning_steps(block)[0] == ("Header and footer: The text before the last PG start marker is cut "
                                         "(`*** START OF THE/THIS PROJECT GUTENBERG ...`).")
+
+
+def test_an_impossible_mfu_in_old_logs_is_never_printed(tmp_path):
+    run = make_run(tmp_path, "busy", stages=False)
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.endswith("}")]
+    for r in rows:
+        if "mfu" in r:
+            r["mfu"] = 2.327  # the peak was measured while another job held the CPU
+    rows[-1]["mfu"] = 0.31
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    md = write_report([run], tmp_path / "rep", pdf=False)["md"].read_text()
+    assert "232.7%" not in md and "31.0% (3 log lines above 100% left out" in md
