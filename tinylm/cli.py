@@ -160,10 +160,14 @@ def _add_report_parser(sub) -> None:
     p.add_argument("--out", default=None, help="output directory (default: <first RUN_DIR>/report)")
     p.add_argument("--no_pdf", action="store_true", help="write md, html and tex only")
     p.add_argument("--sweeps", nargs="*", default=None, metavar="PATH",
-                   help="sweep JSON files or directories for the scaling section (default: bench/results if present)")
+                   help="sweep / scaling-fit / ablation JSON files or directories for the scaling and ablation sections "
+                        "(default: bench/results, results/scaling, results/ablations where present)")
     p.add_argument("--watts", type=float, default=None, help="assumed power draw for the cost estimate (default: from the hardware)")
     p.add_argument("--usd_per_kwh", type=float, default=None, help="electricity price (default: 0.15)")
     p.add_argument("--usd_per_hour", type=float, default=None, help="cloud price of the machine per hour (default: from the hardware)")
+    p.add_argument("--data_stats_s", type=float, default=300.0,
+                   help="time budget (s) for the data statistics (document lengths, 13-gram contamination), computed once "
+                        "and cached as RUN/data_stats.json; 0 uses only the cache")
 
 
 def cmd_info() -> None:
@@ -265,9 +269,11 @@ def _main(argv=None) -> int:
     if args.command == "report":
         from tinylm.stages import report
 
-        sweeps = args.sweeps if args.sweeps is not None else [p for p in ["bench/results"] if Path(p).is_dir()]
+        sweeps = args.sweeps if args.sweeps is not None else [p for p in ["bench/results", "results/scaling", "results/ablations"]
+                                                              if Path(p).is_dir()]
         report.run(args.runs, out=args.out, pdf=not args.no_pdf, sweeps=sweeps, watts=args.watts,
-                   usd_per_kwh=args.usd_per_kwh, usd_per_hour=args.usd_per_hour)
+                   usd_per_kwh=args.usd_per_kwh, usd_per_hour=args.usd_per_hour,
+                   data_stats_s=args.data_stats_s or None)
         return 0
     cls = STAGES[args.command][0]
     sub = _subparser(parser, args.command)

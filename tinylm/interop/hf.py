@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from tinylm.chat import jinja_template, stop_ids
 from tinylm.config import ModelConfig, to_dict
-from tinylm.util import atomic_write_text, code_version
+from tinylm.util import atomic_write_text
 
 # tinylm name -> Hugging Face Llama name ({i} = layer)
 _LAYER_MAP = {
@@ -123,37 +123,9 @@ def unmarked_tokenizer_json(text: str) -> str:
     return json.dumps(j, ensure_ascii=False)
 
 
-def model_card(cfg: ModelConfig, meta: dict, params: int, extra: dict | None = None) -> str:
-    train = meta.get("config", {}).get("train", {})
-    lines = [
-        "---", "library_name: transformers", "tags: [tinylm, llama, text-generation]", "---", "",
-        "# A tinylm model", "",
-        f"A {params / 1e6:.2f}M-parameter Llama-style model trained from scratch with tinylm "
-        f"(stage: {meta.get('stage', 'pretrain')}).", "",
-        "| | |", "|---|---|",
-        f"| layers / width / heads (kv) | {cfg.n_layer} / {cfg.n_embd} / {cfg.n_head} ({cfg.n_kv_head}) |",
-        f"| context | {cfg.seq_len} tokens |", f"| vocabulary | {cfg.vocab_size} (byte-level BPE) |",
-        f"| training tokens | {meta.get('tokens_seen', 'n/a'):,} |" if isinstance(meta.get("tokens_seen"), int)
-        else "| training tokens | n/a |",
-        f"| training data | {train.get('data', 'n/a')} |", f"| steps | {meta.get('step', 'n/a')} |",
-        f"| code version | {meta.get('code_version', code_version())} |",
-    ]
-    for k, v in (extra or {}).items():
-        lines.append(f"| {k} | {v} |")
-    if meta.get("last_eval"):
-        lines.append(f"| last evaluation | {json.dumps(meta['last_eval'])} |")
-    lines += ["", "## Use", "", "```python",
-              "from transformers import AutoModelForCausalLM, AutoTokenizer",
-              "tok = AutoTokenizer.from_pretrained(PATH); model = AutoModelForCausalLM.from_pretrained(PATH)",
-              "ids = tok.apply_chat_template([{'role': 'user', 'content': 'Tell me a story.'}],",
-              "                              add_generation_prompt=True, return_tensors='pt')",
-              "print(tok.decode(model.generate(ids, max_new_tokens=100)[0]))", "```", "",
-              "Chat template: `" + jinja_template() + "`", ""]
-    return "\n".join(lines)
-
-
-def export_hf(model, tok, meta: dict, out_dir, scores: dict | None = None) -> Path:
-    """Write `out_dir` loadable by AutoModelForCausalLM / AutoTokenizer.from_pretrained."""
+def export_hf(model, tok, meta: dict, out_dir, scores: dict | None = None, checkpoint=None) -> Path:
+    """Write `out_dir` loadable by AutoModelForCausalLM / AutoTokenizer.from_pretrained, with the model
+    card of `checkpoint` (tinylm.report.model_card, the card the report writes too) as its README.md."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = model.cfg
@@ -183,7 +155,11 @@ def export_hf(model, tok, meta: dict, out_dir, scores: dict | None = None) -> Pa
         {k: tok_cfg[k] for k in ("bos_token", "eos_token", "pad_token") if tok_cfg[k]}, indent=2) + "\n")
     atomic_write_text(out / "tinylm.json", json.dumps({"config": to_dict(cfg), "source_meta": {
         k: meta.get(k) for k in ("stage", "step", "tokens_seen", "tokenizer_sha256", "code_version")}}, indent=2) + "\n")
-    atomic_write_text(out / "README.md", model_card(cfg, meta, model.num_params(), scores))
+    from tinylm.report.model_card import card_for_checkpoint, card_for_meta
+
+    card = (card_for_checkpoint(checkpoint, meta, scores, fmt="hf") if checkpoint is not None
+            else card_for_meta(meta, scores, fmt="hf", name=out.name))
+    atomic_write_text(out / "README.md", card)
     return out
 
 

@@ -25,7 +25,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-STAGES = ("sft", "rm", "dpo", "ppo", "grpo")  # later stages, in pipeline order
+STAGES = ("sft", "rm", "rft", "dpo", "ppo", "grpo")  # later stages, in pipeline order
+STAGE_LABELS = {"base": "base", "sft": "SFT", "rm": "RM", "rft": "RFT", "dpo": "DPO", "ppo": "PPO", "grpo": "GRPO"}
 
 
 @dataclass
@@ -129,6 +130,7 @@ class Run:
     eval_path: Path | None = None
     eval_samples: str | None = None
     pipeline_log: str | None = None
+    alignment: dict | None = None  # alignment.json: SFT and each aligned model on the same held-out instructions
     stages: dict[str, Stage] = field(default_factory=dict)
     sweeps: dict[str, dict] = field(default_factory=dict)  # path -> sweep JSON
 
@@ -167,15 +169,44 @@ class Run:
     def hardware(self) -> dict:
         return (self.meta or {}).get("hardware") or {}
 
+    def label(self, stage: str = "base") -> str:
+        """How a model of this run is named in the report: "gc-1m base", "gc-1m SFT", "gc-1m DPO"; a model
+        that was not pretrained here (an import, an evaluation directory) is just its name."""
+        if stage == "base" and not self.trained:
+            return self.name
+        return f"{self.name} {STAGE_LABELS.get(stage, stage)}"
+
     def evals(self) -> list[tuple[str, dict, Path]]:
         """(model label, eval.json, path) for the base model and every later stage that has one."""
         out = []
         if self.eval:
-            out.append((self.name, self.eval, self.eval_path))
+            out.append((self.label("base"), self.eval, self.eval_path))
         for s in self.stages.values():
             if s.eval:
-                out.append((f"{self.name} {s.name}", s.eval, s.eval_path))
+                out.append((self.label(s.name), s.eval, s.eval_path))
         return out
+
+
+def display_name(run_dir: Path, config: dict | None) -> str:
+    """The run's name in the report: its directory name, except that the pipeline's generic `default`
+    becomes <corpus initials>-<preset> ("gc-1m" for gutenberg-children at the 1m preset), as the
+    committed runs are named, so a reader never sees a model called "default"."""
+    name = run_dir.name
+    if name != "default" or not isinstance(config, dict):
+        return name
+    source = str(((config.get("data") or {}).get("source")) or "")
+    model = ((config.get("config") or {}).get("model")) or {}
+    try:
+        from tinylm.config import MODEL_PRESETS, model_preset
+        import dataclasses
+
+        preset = next((p for p in MODEL_PRESETS if dataclasses.asdict(model_preset(
+            p, vocab_size=model.get("vocab_size", 4096), seq_len=model.get("seq_len", 256))) == model), None)
+    except (TypeError, ValueError, AttributeError):
+        preset = None
+    corpus = Path(source).name if source else ""
+    initials = "".join(w[0] for w in re.split(r"[-_]+", corpus) if w) if "-" in corpus or "_" in corpus else corpus
+    return "-".join(x for x in (initials, preset) if x) or name
 
 
 def _newest_meta(run_dir: Path) -> Path | None:
@@ -230,7 +261,9 @@ def read_sweeps(log: FileLog, paths) -> dict[str, dict]:
         files = sorted(p.glob("*.json")) if p.is_dir() else [p]
         for f in files:
             obj = log.json(f)
-            if is_sweep(obj) and _sweep_axes(obj) is not None:
+            if isinstance(obj, dict) and (obj.get("kind") == "isoflop" or isinstance(obj.get("ablation"), dict)):
+                log.read[-1] = (str(f), "scaling / ablation table (own section)")
+            elif is_sweep(obj) and _sweep_axes(obj) is not None:
                 out[str(f)] = obj
             elif obj is not None:
                 log.read[-1] = (str(f), "not a sweep; unused")
@@ -273,6 +306,7 @@ def load_run(path) -> Run:
             run.name = (run.eval.get("model") or {}).get("name") or name
         return run
     run.config = log.json(d / "config.json")
+    run.name = display_name(d, run.config)
     run.prepare = log.json(d / "prepare.json") or log.json(d / "data" / "prepare.json")
     run.tokenizer = log.json(d / "tokenizer.meta.json")
     run.meta_path = _newest_meta(d)
@@ -289,6 +323,7 @@ def load_run(path) -> Run:
             run.ifeval[f.stem[len("ifeval-"):]] = obj
     run.eval, run.eval_path = _read_eval(log, d / "eval")
     run.eval_samples = log.text(d / "eval" / "samples.md")
+    run.alignment = log.json(d / "alignment.json")
     log_text = log.text(d / "pipeline.log")
     run.pipeline_log = re.sub(r"\r", "\n", log_text) if log_text else None
     for s in STAGES:

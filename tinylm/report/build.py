@@ -14,16 +14,23 @@ from pathlib import Path
 
 from tinylm.report.artifacts import FileLog, load_run, read_sweeps
 from tinylm.report.cost import CostAssumptions
-from tinylm.report.document import Document, Missing, Section, fduration, ffloat, fint, fsi
-from tinylm.report.sections_extra import reproducibility_section, samples_section, sweeps_section
-from tinylm.report.sections_results import alignment_section, evaluation_section, primary, sft_section
-from tinylm.report.sections_setup import (Context, architecture_section, corpus_of, curves_section, data_section,
-                                          hardware_text, pretrain_numbers, summary_table, training_section)
+from tinylm.report.comparison import comparison_section
+from tinylm.report.document import Document, Missing, Section, fci, fduration, ffloat, fint, fsi
+from tinylm.report.sections_experiments import ablations_section, classify, scaling_section
+from tinylm.report.sections_extra import limitations_section, reproducibility_section, sweeps_section
+from tinylm.report.sections_frame import conclusion, ifeval_change, introduction, references, related_work
+from tinylm.report.sections_samples import all_samples_md, samples_section
+from tinylm.report.sections_results import (alignment_section, evaluation_appendix, evaluation_section, primary,
+                                            sft_section)
+from tinylm.report.sections_data import data_section
+from tinylm.report.sections_setup import (Context, architecture_section, corpus_of, curves_section, hardware_text,
+                                          pretrain_numbers, summary_table, training_section)
 
 HEADLINE_TASKS = ("wikitext", "blimp", "hellaswag", "arc-easy", "mmlu", "ifeval")
 
 
 def abstract(ctx: Context) -> str:
+    """The abstract, from the same numbers as the tables; comparisons through reading.verdict."""
     parts = []
     for r in ctx.trained[:1]:
         n = pretrain_numbers(r)
@@ -34,39 +41,38 @@ def abstract(ctx: Context) -> str:
             f"layers, width {m.get('n_embd', '?')}, context {m.get('seq_len', '?')}) trained from scratch with tinylm "
             f"on {fsi(n['tokens'])} tokens of `{corpus_of(r)}` in {fduration(n['elapsed_s'])}"
             + (f" on {hw}" if hw != "not recorded" else "")
-            + f". It reaches {ffloat(n['val_bpb'], 4)} bits per byte on held-out text."
-        )
+            + f". It reaches {ffloat(n['val_bpb'], 4)} bits per byte on held-out text.")
         sft = r.stages.get("sft")
         if sft and sft.summary:
             vals = [x for x in sft.metrics if isinstance(x.get("val_loss"), (int, float))]
             line = f" Instruction tuning for {fint(sft.summary.get('step'))} steps"
             if vals:
-                line += f" lowers the held-out assistant-token loss from {ffloat(vals[0]['val_loss'], 3)} to {ffloat(vals[-1]['val_loss'], 3)}"
-            if "base" in r.ifeval and "sft" in r.ifeval:
-                line += (f" and raises constraint satisfaction on held-out instructions from "
-                         f"{ffloat(r.ifeval['base']['score'])} to {ffloat(r.ifeval['sft']['score'])}")
+                line += (f" lowers the held-out assistant-token loss from {ffloat(vals[0]['val_loss'], 3)} to "
+                         f"{ffloat(vals[-1]['val_loss'], 3)}")
             parts.append(line + ".")
+            ch = ifeval_change(r)
+            if ch:
+                v, worse = ch
+                a, b = r.ifeval["base"], r.ifeval["sft"]
+                pair = (f"{fci(a.get('score'), a.get('ci95'))} ({r.label('base')}) to "
+                        f"{fci(b.get('score'), b.get('ci95'))} ({r.label('sft')})")
+                parts.append({"better": f" Constraint satisfaction on held-out instructions rises from {pair}, "
+                                        "resolved by the 95% intervals",
+                              "worse": f" Constraint satisfaction on held-out instructions falls from {pair}"}.get(
+                    v, f" Constraint satisfaction on held-out instructions goes from {pair}; the intervals overlap, so "
+                       "no gain is claimed") + (f"; kinds that got worse: {'; '.join(worse)}." if worse else "."))
         aligned = [s for s in ("rm", "dpo", "ppo", "grpo") if s in r.stages]
         if aligned:
             parts.append(f" Alignment stages: {', '.join(a.upper() for a in aligned)}.")
-        if r.eval:
-            tasks = r.eval.get("tasks") or {}
-            heads = []
-            for t in HEADLINE_TASKS:
-                if t in tasks:
-                    name, m = primary(tasks[t])
-                    if isinstance(m.get("value"), (int, float)):
-                        heads.append(f"{t} {name} {ffloat(m['value'])}")
-            if heads:
-                parts.append(f" On the evaluation suite ({len(tasks)} tasks) it scores " + "; ".join(heads) + ".")
     if ctx.trained[:1] == ctx.runs[:1]:
         if ctx.runs[1:]:
-            parts.append(f" It is compared with {', '.join(r.name for r in ctx.runs[1:])}.")
+            parts.append(f" It is compared with {', '.join(r.name for r in ctx.runs[1:])} and with published small "
+                         "models in bits per byte.")
     else:
         parts.append(f"This report compares {', '.join(r.name for r in ctx.runs)}, none of them pretrained in the "
                      "directories given.")
     parts.append(" Every number in this report is read from the run's artifacts; each table names the file it "
-                 "comes from, and the last section lists the commands that wrote them.")
+                 "comes from, and the appendix lists the commands that wrote them.")
     return "".join(parts).strip()
 
 
@@ -88,11 +94,76 @@ def _abstract_or_note(ctx: Context) -> str:
         return f"The abstract could not be written from the artifacts ({e.__class__.__name__}: {e})."
 
 
-def build_document(run_dirs, fig_dir: Path, cost: CostAssumptions | None = None, sweeps=()) -> Document:
+def collect_data_stats(runs, budget_s: float | None) -> dict:
+    """data_stats.json of each pretrained run (computed and cached when the corpus is readable and
+    `budget_s` is not None; only read from the cache when it is None)."""
+    from tinylm.report.data_stats import SCHEMA, data_stats
+
+    out = {}
+    for r in runs:
+        if not r.trained:
+            continue
+        try:  # the default suite always, so the cache does not go stale when an evaluation is added
+            from tinylm.eval.tasks import SUITES
+
+            suite = set(SUITES["default"])
+        except Exception:  # noqa: BLE001
+            suite = set()
+        tasks = sorted(suite | {t for _, ev, _ in r.evals() for t in (ev.get("tasks") or {})})
+        if budget_s is None:
+            cached = r.log.json(r.dir / "data_stats.json")
+            if cached and cached.get("schema") == SCHEMA:
+                out[r.name] = cached
+            continue
+        tok = r.dir / "tokenizer.json"
+        try:
+            ds = data_stats(r.dir, corpus_of(r) if corpus_of(r) != "unknown corpus" else None, tasks,
+                            tok if tok.is_file() else None, budget_s=budget_s)
+        except Exception as e:  # noqa: BLE001 - statistics are an extra; the report still builds without them
+            r.log.problems.append(f"data statistics could not be computed: {e.__class__.__name__}: {e}")
+            ds = None
+        if ds:
+            out[r.name] = ds
+    return out
+
+
+def collect_sft_data(runs, compute: bool) -> dict:
+    """sft/data_stats.json of each run with an SFT stage (computed when `compute`, else only read)."""
+    from tinylm.report.data_stats import SFT_SCHEMA, sft_data
+
+    out = {}
+    for r in runs:
+        st = r.stages.get("sft")
+        if st is None:
+            continue
+        cfg = ((st.config or {}).get("config") or {}).get("sft") or {}
+        mixture = cfg.get("mixture") or ((st.summary or {}).get("data") or {}).get("mixture")
+        if not mixture:
+            continue
+        if compute:
+            try:
+                got = sft_data(st.dir, mixture, int(cfg.get("data_seed", 0) or 0))
+            except Exception as e:  # noqa: BLE001
+                r.log.problems.append(f"SFT data statistics could not be computed: {e.__class__.__name__}: {e}")
+                got = None
+        else:
+            got = r.log.json(st.dir / "data_stats.json")
+            got = got if got and got.get("schema") == SFT_SCHEMA else None
+        if got and got.get("tasks"):
+            out[r.name] = got
+    return out
+
+
+def build_document(run_dirs, fig_dir: Path, cost: CostAssumptions | None = None, sweeps=(),
+                   data_budget_s: float | None = None) -> Document:
     runs = [load_run(d) for d in run_dirs]
     ctx = Context(runs, Path(fig_dir), cost or CostAssumptions())
+    ctx.data_stats = collect_data_stats(runs, data_budget_s)
+    ctx.compute_stats = data_budget_s is not None
+    ctx.sft_data = collect_sft_data(runs, ctx.compute_stats)
     sweep_log = FileLog()
     sweep_objs = read_sweeps(sweep_log, sweeps)
+    experiments = classify(sweep_log, sweeps)
     headline = []
     for t in HEADLINE_TASKS:
         for r in runs:
@@ -101,14 +172,26 @@ def build_document(run_dirs, fig_dir: Path, cost: CostAssumptions | None = None,
                 headline.append((f"{t} ({primary(task)[0]})", t))
                 break
     builders = [
+        ("Introduction", lambda: introduction(ctx)), ("Related work", lambda: related_work()),
         ("Pretraining data", lambda: data_section(ctx)), ("Architecture", lambda: architecture_section(ctx)),
         ("Training details", lambda: training_section(ctx)), ("Loss curves", lambda: curves_section(ctx)),
         ("Instruction tuning", lambda: sft_section(ctx)), ("Alignment", lambda: alignment_section(ctx)),
-        ("Evaluation", lambda: evaluation_section(ctx)), ("Qualitative samples", lambda: samples_section(ctx)),
-        ("Scaling and ablations", lambda: sweeps_section(ctx, sweep_objs)),
+        ("Evaluation", lambda: evaluation_section(ctx)),
+        ("Comparison with published models", lambda: comparison_section(ctx)),
+        ("Qualitative samples", lambda: samples_section(ctx)),
+        ("Scaling", lambda: scaling_section(ctx, experiments)), ("Ablations", lambda: ablations_section(ctx, experiments)),
+        ("Limitations", lambda: limitations_section(ctx)), ("Conclusion", lambda: conclusion(ctx)),
     ]
     sections = [_guarded(title, fn, sweep_log) for title, fn in builders]
-    sections.append(_guarded("Limitations and reproducibility", lambda: reproducibility_section(ctx, [sweep_log]), None))
+    sections.append(references())
+    appendix = [_guarded("Evaluation protocols", lambda: evaluation_appendix(ctx), sweep_log),
+                _guarded("Other sweeps", lambda: sweeps_section(ctx, sweep_objs), sweep_log),
+                _guarded("Reproducibility: commands and files", lambda: reproducibility_section(ctx, [sweep_log]), None)]
+    files = {}
+    try:
+        files["samples_all.md"] = all_samples_md(ctx)
+    except Exception as e:  # noqa: BLE001 - the appendix file is an extra
+        sweep_log.problems.append(f"samples_all.md could not be written: {e.__class__.__name__}: {e}")
     names = ", ".join(r.name for r in runs)
     return Document(
         title=f"tinylm technical report: {names}",
@@ -117,10 +200,26 @@ def build_document(run_dirs, fig_dir: Path, cost: CostAssumptions | None = None,
         abstract=_abstract_or_note(ctx),
         sections=sections,
         summary=summary_table(ctx, headline),
+        appendix=appendix,
+        files=files,
     )
 
 
-def write_report(run_dirs, out, pdf: bool = True, cost: CostAssumptions | None = None, sweeps=()) -> dict:
+def model_card_of(run_dirs, cost: CostAssumptions | None = None) -> str | None:
+    """The model card of the first pretrained run's last stage (its SFT or aligned model when there is one)."""
+    from tinylm.report.artifacts import STAGES
+    from tinylm.report.model_card import card_for_run
+
+    for d in run_dirs:
+        run = load_run(d)
+        if run.trained:
+            last = next((s for s in reversed(STAGES) if s in run.stages), "base")
+            return card_for_run(run, last, cost=cost)
+    return None
+
+
+def write_report(run_dirs, out, pdf: bool = True, cost: CostAssumptions | None = None, sweeps=(),
+                 data_budget_s: float | None = None) -> dict:
     """Write report.md, report.html, report.tex (+ report.pdf when a TeX engine is present) into `out`.
     Returns {"md": path, "html": path, "tex": path, "pdf": path or None, "pdf_note": why/how}."""
     from tinylm.report.render_html import render_html
@@ -133,14 +232,20 @@ def write_report(run_dirs, out, pdf: bool = True, cost: CostAssumptions | None =
     out = Path(out)
     fig_dir = out / "figures"
     steps = bar(total=5 if pdf else 4, desc="report", unit="step")
-    steps.set_postfix_str("artifacts and figures")
-    doc = build_document(run_dirs, fig_dir, cost, sweeps)
+    steps.set_postfix_str("artifacts, text statistics and figures")
+    doc = build_document(run_dirs, fig_dir, cost, sweeps, data_budget_s)
     paths = {"md": out / "report.md", "html": out / "report.html", "tex": out / "report.tex"}
     for kind, render in (("md", lambda: render_md(doc, out)), ("html", lambda: render_html(doc)),
                          ("tex", lambda: render_tex(doc, out))):
         steps.update(1)
         steps.set_postfix_str(kind)
         atomic_write_text(paths[kind], render())
+    for name, text in doc.files.items():
+        atomic_write_text(out / name, text)
+    card = model_card_of(run_dirs, cost)
+    if card:
+        paths["card"] = out / "model_card.md"
+        atomic_write_text(paths["card"], card)
     steps.update(1)
     if pdf:
         steps.set_postfix_str("pdf (LaTeX)")

@@ -9,6 +9,7 @@ so that a number reads the same in every format and tests can look for it verbat
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class Table:
     caption: str = ""
     source: str = ""  # the artifact(s) the numbers come from
     align: str = ""  # one of l/r/c per column; default: first column left, the others right
+    wrap: bool = False  # long text cells: paragraph columns that wrap (samples side by side)
 
 
 @dataclass
@@ -72,6 +74,8 @@ class Document:
     abstract: str
     sections: list[Section]
     summary: Table | None = None  # the table right after the abstract
+    appendix: list = field(default_factory=list)  # sections after the references, numbered A, B, ...
+    files: dict = field(default_factory=dict)  # extra files written beside the report: name -> text
 
     def figures(self) -> list[Figure]:
         out = []
@@ -149,6 +153,21 @@ def fci(value, half, digits: int = 3) -> str:
     return f"{value:.{digits}f}" + ("" if _bad(half) else f" ± {half:.{digits}f}")
 
 
+def slug(text: str, max_len: int = 48) -> str:
+    """A file-name-safe form of a user-given name: `my_run&50%#1_{x}` -> `my_run-50-1_x-3f2a1c`.
+
+    Only [A-Za-z0-9._-] survive; when anything had to change, a short hash of the original keeps two
+    names that differ only in punctuation apart. Names of runs and stages reach file names only
+    through this, so no renderer ever has to escape a path."""
+    import hashlib
+
+    s = str(text)
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", s).strip("-.")[:max_len] or "x"
+    if clean == s:
+        return clean
+    return f"{clean}-{hashlib.sha1(s.encode('utf-8')).hexdigest()[:6]}"
+
+
 def spans(text: str) -> list[tuple[bool, str]]:
     """Split plain text at backticks: [(is_code, piece), ...]. An unpaired backtick stays literal."""
     parts = str(text).split("`")
@@ -157,9 +176,10 @@ def spans(text: str) -> list[tuple[bool, str]]:
     return [(i % 2 == 1, p) for i, p in enumerate(parts) if p]
 
 
-def walk(sections: list[Section], prefix: str = ""):
-    """Yield (number, depth, section) in document order: ("3", 0, s), ("3.1", 1, sub), ..."""
+def walk(sections: list[Section], prefix: str = "", letters: bool = False):
+    """Yield (number, depth, section) in document order: ("3", 0, s), ("3.1", 1, sub), ...; with `letters`
+    (the appendix) the top level is lettered: ("A", 0, s), ("A.1", 1, sub)."""
     for i, s in enumerate(sections, 1):
-        num = f"{prefix}{i}"
+        num = f"{prefix}{chr(64 + i) if letters and not prefix else i}"
         yield num, prefix.count("."), s
         yield from walk(s.subsections, num + ".")

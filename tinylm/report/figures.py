@@ -163,3 +163,57 @@ def sweep(rows: list[dict], x: str, y: str, path: Path, fit: tuple[float, float]
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     return _save(fig, path)
+
+
+def histogram(groups: dict[str, list[float]], path: Path, xlabel: str, bins: int = 30) -> Path | None:
+    """Overlaid histograms on a log x axis, each normalised to its own count (shares, so a small held-out
+    set and a large training set compare by shape)."""
+    groups = {k: [v for v in vs if _num(v) and v > 0] for k, vs in groups.items()}
+    groups = {k: vs for k, vs in groups.items() if vs}
+    if not groups:
+        return None
+    lo = min(min(vs) for vs in groups.values())
+    hi = max(max(vs) for vs in groups.values())
+    if hi <= lo:
+        hi = lo * 10
+    edges = [lo * (hi / lo) ** (i / bins) for i in range(bins + 1)]
+    fig, ax = plt.subplots(figsize=(5.0, 2.4))
+    for name, vs in groups.items():
+        ax.hist(vs, bins=edges, weights=[1 / len(vs)] * len(vs), alpha=0.55, label=f"{name} ({len(vs):,})")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("share of documents")
+    ax.legend()
+    return _save(fig, path)
+
+
+def isoflop(rows: list[dict], y: str, path: Path) -> Path | None:
+    """IsoFLOP profiles: y against parameters (log x), one line per compute budget."""
+    budgets = sorted({r["budget"] for r in rows if _num(r.get("budget"))})
+    if not budgets:
+        return None
+    fig, ax = plt.subplots(figsize=(5.0, 3.0))
+    for b in budgets:
+        pts = sorted((r["params"], r[y]) for r in rows if r.get("budget") == b and _num(r.get("params")) and _num(r.get(y)))
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3.5, lw=1.1, label=f"{b:.0e} FLOPs")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel(f"final {y}")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def deltas(names: list[str], values: list, halves: list, path: Path, y: str) -> Path | None:
+    """Horizontal bars of paired differences with 95% intervals; zero marked."""
+    pts = [(n, v, h) for n, v, h in zip(names, values, halves) if _num(v)]
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(5.0, 0.5 + 0.35 * len(pts)))
+    ys = range(len(pts))
+    ax.barh(list(ys), [p[1] for p in pts], xerr=[p[2] if _num(p[2]) else 0 for p in pts], capsize=3,
+            color=["#c0504d" if p[1] > 0 else "#4f81bd" for p in pts])
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(list(ys), [p[0] for p in pts])
+    ax.set_xlabel(f"change in {y} vs baseline (lower is better)")
+    return _save(fig, path)

@@ -77,24 +77,27 @@ def render_html(doc: Document) -> str:
         out.append(_table(doc.summary, counters["table"]))
     toc = "".join(f'<li><a href="#s{num}">{_text(s.title)}</a></li>' for num, depth, s in walk(doc.sections) if depth == 0)
     out.append(f"<nav><ol>{toc}</ol></nav>")
-    for num, depth, s in walk(doc.sections):
-        h = "h2" if depth == 0 else "h3"
-        out.append(f'<{h} id="s{num}">{num} {_text(s.title)}</{h}>')
-        for b in s.blocks:
-            if isinstance(b, Paragraph):
-                out.append(f"<p>{_text(b.text)}</p>")
-            elif isinstance(b, Bullets):
-                out.append("<ul>" + "".join(f"<li>{_text(i)}</li>" for i in b.items) + "</ul>")
-            elif isinstance(b, Table):
-                counters["table"] += 1
-                out.append(_table(b, counters["table"]))
-            elif isinstance(b, Figure):
-                counters["figure"] += 1
-                out.append(_figure(b, counters["figure"]))
-            elif isinstance(b, Verbatim):
-                label = f'<p class="label">{_text(b.label)}</p>' if b.label else ""
-                out.append(f"{label}<pre>{esc(b.text)}</pre>")
-            elif isinstance(b, Missing):
-                out.append(f'<p class="missing">{_text(b.text)}</p>')
+    for appendix, part in ((False, doc.sections), (True, doc.appendix)):
+        if appendix and part:
+            out.append("<h2>Appendix</h2>")
+        for num, depth, s in walk(part, letters=appendix):
+            h = "h2" if depth == 0 else "h3"
+            out.append(f'<{h} id="s{num}">{num} {_text(s.title)}</{h}>')
+            for b in s.blocks:
+                if isinstance(b, Paragraph):
+                    out.append(f"<p>{_text(b.text)}</p>")
+                elif isinstance(b, Bullets):
+                    out.append("<ul>" + "".join(f"<li>{_text(i)}</li>" for i in b.items) + "</ul>")
+                elif isinstance(b, Table):
+                    counters["table"] += 1
+                    out.append(_table(b, counters["table"]))
+                elif isinstance(b, Figure):
+                    counters["figure"] += 1
+                    out.append(_figure(b, counters["figure"]))
+                elif isinstance(b, Verbatim):
+                    label = f'<p class="label">{_text(b.label)}</p>' if b.label else ""
+                    out.append(f"{label}<pre>{esc(b.text)}</pre>")
+                elif isinstance(b, Missing):
+                    out.append(f'<p class="missing">{_text(b.text)}</p>')
     out.append("</body></html>")
     return "\n".join(out) + "\n"

@@ -44,24 +44,27 @@ def render_md(doc: Document, out_dir) -> str:
     if doc.summary:
         counters["table"] += 1
         out += [_table(doc.summary, counters["table"]), ""]
-    for num, depth, s in walk(doc.sections):
-        out += [f"{'#' * (2 + depth)} {num} {_text(s.title)}", ""]
-        for b in s.blocks:
-            if isinstance(b, Paragraph):
-                out.append(_text(b.text))
-            elif isinstance(b, Bullets):
-                out.append("\n".join(f"- {_text(i)}" for i in b.items))
-            elif isinstance(b, Table):
-                counters["table"] += 1
-                out.append(_table(b, counters["table"]))
-            elif isinstance(b, Figure):
-                counters["figure"] += 1
-                rel = Path(os.path.relpath(b.path, out_dir)).as_posix()
-                out.append(f"![Figure {counters['figure']}]({rel})\n\n*Figure {counters['figure']}: {_text(b.caption)}*"
-                           + (f" Source: {_text(b.source)}." if b.source else ""))
-            elif isinstance(b, Verbatim):
-                out.append((f"**{_text(b.label)}**\n\n" if b.label else "") + _fence(b.text))
-            elif isinstance(b, Missing):
-                out.append(f"> {_text(b.text)}")
-            out.append("")
+    for appendix, part in ((False, doc.sections), (True, doc.appendix)):
+        if appendix and part:
+            out += ["## Appendix", ""]
+        for num, depth, s in walk(part, letters=appendix):
+            out += [f"{'#' * (2 + depth)} {num} {_text(s.title)}", ""]
+            for b in s.blocks:
+                if isinstance(b, Paragraph):
+                    out.append(_text(b.text))
+                elif isinstance(b, Bullets):
+                    out.append("\n".join(f"- {_text(i)}" for i in b.items))
+                elif isinstance(b, Table):
+                    counters["table"] += 1
+                    out.append(_table(b, counters["table"]))
+                elif isinstance(b, Figure):
+                    counters["figure"] += 1
+                    rel = Path(os.path.relpath(b.path, out_dir)).as_posix()
+                    out.append(f"![Figure {counters['figure']}]({rel})\n\n*Figure {counters['figure']}: {_text(b.caption)}*"
+                               + (f" Source: {_text(b.source)}." if b.source else ""))
+                elif isinstance(b, Verbatim):
+                    out.append((f"**{_text(b.label)}**\n\n" if b.label else "") + _fence(b.text))
+                elif isinstance(b, Missing):
+                    out.append(f"> {_text(b.text)}")
+                out.append("")
     return "\n".join(out).rstrip() + "\n"

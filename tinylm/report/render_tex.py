@@ -13,6 +13,7 @@ and anything else becomes its closest ASCII or "?" so a stray emoji cannot stop 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import textwrap
@@ -37,8 +38,11 @@ TT = {"'": r"\textquotesingle{}", "`": r"\textasciigrave{}", "“": '"', "”": 
 
 def tex_escape(text: str, tt: bool = False) -> str:
     out = []
-    for ch in str(text):
-        if tt and ch in TT:
+    text = str(text)
+    for i, ch in enumerate(text):
+        if ch == "-" and not tt and text[i + 1:i + 2] == "-":  # "--limit": two hyphens, not an en dash
+            out.append("-{}")
+        elif tt and ch in TT:
             out.append(TT[ch])
         elif ch in SPECIAL:
             out.append(SPECIAL[ch])
@@ -75,6 +79,9 @@ PREAMBLE = r"""\documentclass[10pt,letterpaper]{article}
 \usepackage[font=small,labelfont=bf,skip=4pt]{caption}
 \usepackage{microtype}
 \usepackage[hidelinks]{hyperref}
+\IfFileExists{placeins.sty}{\usepackage[section]{placeins}}{}  % floats stay in their section (texlive-latex-extra)
+\renewcommand{\topfraction}{0.9}\renewcommand{\bottomfraction}{0.8}\renewcommand{\textfraction}{0.07}
+\renewcommand{\floatpagefraction}{0.75}\setcounter{topnumber}{3}\setcounter{totalnumber}{5}
 \setlength{\parindent}{0pt}
 \setlength{\parskip}{5.5pt}
 \setlength{\emergencystretch}{3em}
@@ -106,6 +113,14 @@ def _table(t: Table) -> str:
     note = r"{\footnotesize Source: " + _text(t.source) + ".}" if t.source else ""
     source = r"\par\smallskip" + note if note else ""
     width = _width(t)
+    if t.wrap:  # paragraph columns: the first (prompt) narrower, the others share the rest
+        n = len(t.header)
+        first = 0.22 if n > 2 else 0.3
+        rest = (0.96 - first) / max(n - 1, 1)
+        spec = "".join(f">{{\\raggedright\\arraybackslash}}p{{{w:.3f}\\linewidth}}" for w in [first] + [rest] * (n - 1))
+        spaced = "\n\\addlinespace\n".join(" & ".join(_text(c) for c in row) + r" \\" for row in t.rows)  # rows apart
+        tab = f"\\begin{{tabular}}{{{spec}}}\n\\toprule\n{head}\n\\midrule\n{spaced}\n\\bottomrule\n\\end{{tabular}}"
+        return f"\\begin{{table}}[!htbp]\n\\centering\\footnotesize\n\\caption{{{caption}}}\n{tab}\n{source}\n\\end{{table}}\n"
     if len(t.rows) > 22:  # can break across pages; never resized
         spec = align
         if width > 90:  # paragraph columns, widths in proportion to their widest cell
@@ -123,7 +138,7 @@ def _table(t: Table) -> str:
     else:
         tab = (f"\\resizebox{{\\linewidth}}{{!}}{{\\begin{{tabular}}{{{align}}}\n\\toprule\n{head}\n\\midrule\n{body}\n"
                f"\\bottomrule\n\\end{{tabular}}}}")
-    return f"\\begin{{table}}[H]\n\\centering\\small\n\\caption{{{caption}}}\n{tab}\n{source}\n\\end{{table}}\n"
+    return f"\\begin{{table}}[!htbp]\n\\centering\\small\n\\caption{{{caption}}}\n{tab}\n{source}\n\\end{{table}}\n"
 
 
 def _png_inches(path: Path, dpi: int = 150) -> float:
@@ -134,9 +149,9 @@ def _png_inches(path: Path, dpi: int = 150) -> float:
 
 def _figure(f: Figure, out_dir: Path) -> str:
     rel = Path(os.path.relpath(f.path, out_dir)).as_posix()
-    frac = min(1.0, _png_inches(Path(f.path)) / 6.4)  # 6.4 in of figure = the full text width
+    frac = min(0.9, 0.85 * _png_inches(Path(f.path)) / 6.4)  # 6.4 in of figure ~ 85% of the text width
     src = f" Source: {_text(f.source)}." if f.source else ""
-    return (f"\\begin{{figure}}[H]\n\\centering\n\\includegraphics[width={frac:.2f}\\linewidth,height=0.42\\textheight,"
+    return (f"\\begin{{figure}}[!htbp]\n\\centering\n\\includegraphics[width={frac:.2f}\\linewidth,height=0.42\\textheight,"
             f"keepaspectratio]{{{rel}}}\n\\caption{{{_text(f.caption)}{src}}}\n\\end{{figure}}\n")
 
 
@@ -154,6 +169,23 @@ def _verbatim(v: Verbatim) -> str:
     return f"\\begin{{sample}}{{{_text(v.label)}}}\n{body}\n\\end{{sample}}\n"
 
 
+def _block(b, out_dir: Path) -> str:
+    if isinstance(b, Paragraph):
+        return _text(b.text) + "\n"
+    if isinstance(b, Bullets):
+        return ("\\begin{itemize}\\setlength{\\itemsep}{1pt}\n" + "\n".join(f"\\item {_text(i)}" for i in b.items)
+                + "\n\\end{itemize}\n")
+    if isinstance(b, Table):
+        return _table(b)
+    if isinstance(b, Figure):
+        return _figure(b, out_dir)
+    if isinstance(b, Verbatim):
+        return _verbatim(b)
+    if isinstance(b, Missing):
+        return f"\\missing{{{_text(b.text)}}}\n"
+    return ""
+
+
 def render_tex(doc: Document, out_dir) -> str:
     out_dir = Path(out_dir)
     out = [PREAMBLE, r"\begin{document}",
@@ -164,22 +196,13 @@ def render_tex(doc: Document, out_dir) -> str:
            r"\begin{quote}\small " + _text(doc.abstract) + r"\end{quote}"]
     if doc.summary:
         out.append(_table(doc.summary))
-    for num, depth, s in walk(doc.sections):
-        out.append(("\\section{" if depth == 0 else "\\subsection{") + _text(s.title) + "}")
-        for b in s.blocks:
-            if isinstance(b, Paragraph):
-                out.append(_text(b.text) + "\n")
-            elif isinstance(b, Bullets):
-                out.append("\\begin{itemize}\\setlength{\\itemsep}{1pt}\n" +
-                           "\n".join(f"\\item {_text(i)}" for i in b.items) + "\n\\end{itemize}\n")
-            elif isinstance(b, Table):
-                out.append(_table(b))
-            elif isinstance(b, Figure):
-                out.append(_figure(b, out_dir))
-            elif isinstance(b, Verbatim):
-                out.append(_verbatim(b))
-            elif isinstance(b, Missing):
-                out.append(f"\\missing{{{_text(b.text)}}}\n")
+    for appendix, part in ((False, doc.sections), (True, doc.appendix)):
+        if appendix and part:
+            out.append(r"\clearpage\appendix")
+        for num, depth, s in walk(part, letters=appendix):
+            out.append(("\\section{" if depth == 0 else "\\subsection{") + _text(s.title) + "}")
+            for b in s.blocks:
+                out.append(_block(b, out_dir))
     out.append(r"\end{document}")
     return "\n".join(out) + "\n"
 
@@ -192,30 +215,40 @@ INSTALL_HINT = ("apt-get install --no-install-recommends texlive-latex-base texl
                 "texlive-fonts-recommended latexmk")
 
 
-def build_pdf(tex_path, timeout: float = 180.0) -> tuple[Path | None, str]:
-    """Compile report.tex next to itself. Returns (pdf path, note) or (None, why it was skipped)."""
+def build_pdf(tex_path, timeout: float = 900.0) -> tuple[Path | None, str]:
+    """Compile report.tex next to itself. Returns (pdf path, note) or (None, why it was skipped).
+
+    The engine writes into a temporary directory (pdflatex -output-directory / latexmk -outdir) and only
+    the finished PDF is moved beside the .tex, so neither a success nor a failure leaves .aux, .log,
+    .out, .fls or .fdb_latexmk files in the report directory; a failure's first errors are in the note."""
+    import tempfile
+
     tex_path = Path(tex_path)
     engine = tex_engine()
     if engine is None or shutil.which("pdflatex") is None:
         return None, f"skipped: no TeX engine (pdflatex) on PATH; install one with `{INSTALL_HINT}`"
     common = ["-interaction=nonstopmode", "-halt-on-error", "-file-line-error"]
-    if Path(engine).name == "latexmk":
-        runs = [["latexmk", "-pdf", "-quiet", *common, tex_path.name]]
-    else:
-        runs = [["pdflatex", *common, tex_path.name]] * 2  # the second pass resolves references
-    for cmd in runs:
-        try:
-            proc = subprocess.run(cmd, cwd=tex_path.parent, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None, f"failed: {cmd[0]} did not finish in {timeout:.0f} s"
-        if proc.returncode != 0:
-            log = tex_path.with_suffix(".log")
-            lines = log.read_text(errors="replace").splitlines() if log.exists() else proc.stdout.splitlines()
-            errors = [ln for ln in lines if ln.startswith("!") or ":" in ln and "error" in ln.lower()][:3]
-            return None, f"failed: {cmd[0]} exit {proc.returncode}: {' | '.join(errors) or 'see ' + str(log)}"
-    pdf = tex_path.with_suffix(".pdf")
-    if not pdf.exists():
-        return None, "failed: no PDF was produced"
-    for ext in (".aux", ".log", ".out", ".fls", ".fdb_latexmk"):  # kept only when the build fails
-        tex_path.with_suffix(ext).unlink(missing_ok=True)
+    tex_path.with_suffix(".pdf").unlink(missing_ok=True)  # a PDF of an earlier report must not pass for this one
+    with tempfile.TemporaryDirectory(prefix="tinylm-tex-") as tmp:
+        if Path(engine).name == "latexmk":
+            runs = [["latexmk", "-pdf", "-quiet", f"-outdir={tmp}", *common, tex_path.name]]
+        else:
+            runs = [["pdflatex", f"-output-directory={tmp}", *common, tex_path.name]] * 2  # 2nd pass: references
+        for cmd in runs:
+            try:
+                proc = subprocess.run(cmd, cwd=tex_path.parent, capture_output=True, text=True, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return None, f"failed: {cmd[0]} did not finish in {timeout:.0f} s"
+            if proc.returncode != 0:
+                log = Path(tmp) / tex_path.with_suffix(".log").name
+                lines = log.read_text(errors="replace").splitlines() if log.exists() else proc.stdout.splitlines()
+                errors = [ln for ln in lines if ln.startswith("!") or re.match(r"^\S+\.tex:\d+: ", ln)][:3]
+                return None, f"failed: {cmd[0]} exit {proc.returncode}: {' | '.join(errors) or 'no error line in the log'}"
+        built = Path(tmp) / tex_path.with_suffix(".pdf").name
+        if not built.exists():
+            return None, "failed: no PDF was produced"
+        pdf = tex_path.with_suffix(".pdf")
+        tmp_pdf = pdf.with_name(f".{pdf.name}.tmp")
+        shutil.copyfile(built, tmp_pdf)
+        os.replace(tmp_pdf, pdf)  # atomic: a reader never sees half a PDF
     return pdf, f"built with {Path(engine).name}"

@@ -1,7 +1,6 @@
-"""Report sections: qualitative samples, scaling and ablation sweeps, limitations and reproducibility.
+"""Report sections: scaling and ablation sweeps, limitations and reproducibility.
 
-Samples come from samples.jsonl (pretraining and each later stage), the `responses` of
-ifeval-*.json and eval/samples.md. Sweeps are JSON files with a "rows" list (the format of
+Sweeps are JSON files with a "rows" list (the format of
 bench/results/*.json) given with `--sweeps` or found in RUN/sweeps/. The commands are rebuilt from
 the configs each artifact saved, as flags that differ from the defaults.
 """
@@ -15,96 +14,8 @@ from pathlib import Path
 from tinylm import config as C
 from tinylm.report import figures
 from tinylm.report.artifacts import Run, sweep_axes
-from tinylm.report.document import Bullets, Figure, Missing, Paragraph, Section, Table, Verbatim, ffloat, fint
+from tinylm.report.document import Bullets, Figure, Missing, Paragraph, Section, Table, Verbatim, ffloat, fint, slug
 from tinylm.report.sections_setup import Context, missing, pretrain_numbers, rel
-
-SAMPLE_CHARS = 600  # a sample longer than this is cut (the artifact holds the whole text)
-
-
-def clip(text: str, n: int = SAMPLE_CHARS) -> str:
-    text = str(text).rstrip()
-    return text if len(text) <= n else text[:n].rstrip() + " [...]"
-
-
-# --------------------------------------------------------------------------- samples
-
-def _stage_samples(rows: list[dict], where: str, k: int = 3) -> list:
-    steps = sorted({r.get("step") for r in rows if isinstance(r.get("step"), int)})
-    if not steps:
-        return []
-    out = []
-    for step in ([steps[0]] if len(steps) > 1 else []) + [steps[-1]]:
-        picked = [r for r in rows if r.get("step") == step]
-        for r in picked[: (1 if step != steps[-1] else k)]:
-            prompt = r.get("prompt") or ""
-            label = f"{where}, step {step}" + (f", prompt: {clip(prompt, 120)!r}" if prompt else ", unconditional")
-            out.append(Verbatim(clip(r.get("text", "")), label))
-    return out
-
-
-def _paired_responses(by_model: dict[str, dict], k: int = 3) -> list:
-    """The first instruction of each of `k` kinds (continuations, which quote a long passage, last)
-    with every model's response to it; responses are matched by prompt."""
-    first = [r for r in next(iter(by_model.values()))["responses"] if isinstance(r, dict)]
-    order, kinds = [], set()
-    for i in sorted(range(len(first)), key=lambda i: (first[i].get("kind") == "continue", i)):
-        if first[i].get("kind") not in kinds and len(order) < k:
-            order.append(i)
-            kinds.add(first[i].get("kind"))
-    out = []
-    for i in order:
-        prompt = first[i].get("prompt", "")
-        out.append(Verbatim(clip(prompt, 300), f"instruction ({first[i].get('kind', '?')})"))
-        for name, d in by_model.items():
-            match = next((r for r in d["responses"] if isinstance(r, dict) and r.get("prompt") == prompt), None)
-            if match:
-                out.append(Verbatim(clip(match.get("response", "")), f"{name} response (score {ffloat(match.get('score'), 2)})"))
-    return out
-
-
-def _eval_samples(ctx: Context) -> list:
-    """The evaluation's fixed prompt set, every evaluated model's answer under each prompt."""
-    models = [(label, ev, path) for r in ctx.runs for label, ev, path in r.evals()
-              if isinstance(((ev.get("tasks") or {}).get("samples") or {}).get("samples"), list)]
-    if not models:
-        return []
-    first = models[0][1]["tasks"]["samples"]
-    out = [Paragraph(f"The evaluation's fixed prompts ({first.get('protocol', '')}), each model's generation "
-                     "under each prompt; from " + ", ".join(rel(Path(p).parent / "eval.json") if p else label
-                                                            for label, _, p in models) + ":")]
-    for i, x in enumerate(first["samples"]):
-        out.append(Paragraph(f"Prompt {i + 1} ({x.get('kind')}): {x.get('prompt')}"))
-        for label, ev, _ in models:
-            got = ev["tasks"]["samples"]["samples"]
-            if i < len(got) and got[i].get("prompt") == x.get("prompt"):
-                out.append(Verbatim(clip(got[i].get("output", "")), label))
-    return out
-
-
-def samples_section(ctx: Context) -> Section:
-    s = Section("Qualitative samples")
-    for run in ctx.runs:
-        if run.trained:
-            blocks = _stage_samples(run.samples, f"{run.name} pretraining")
-            if blocks:
-                s.add(Paragraph(f"Samples written during pretraining of {run.name} (first and last sampling step; "
-                                f"from {rel(run.dir / 'samples.jsonl')}):"), *blocks)
-            else:
-                s.add(missing(run, "samples.jsonl"))
-        for st in run.stages.values():
-            blocks = _stage_samples(st.samples, f"{run.name} {st.name}")
-            if blocks:
-                s.add(Paragraph(f"Samples written during {st.name} (from {rel(st.dir / 'samples.jsonl')}):"), *blocks)
-        greedy = {n: d for n, d in run.ifeval.items() if not n.endswith("sampled") and isinstance(d.get("responses"), list)}
-        if greedy:
-            s.add(Paragraph("Responses to the same held-out instructions, greedy decoding, from "
-                            + ", ".join(rel(run.dir / f"ifeval-{n}.json") for n in greedy) + ":"))
-            s.add(*_paired_responses(greedy))
-    s.add(*_eval_samples(ctx))
-    if not s.blocks:
-        s.add(Missing("Not available: no samples.jsonl, ifeval responses or eval/samples.md in any run."))
-    return s
-
 
 # --------------------------------------------------------------------------- sweeps
 
@@ -134,7 +45,7 @@ def _cell(v) -> str:
 
 
 def sweeps_section(ctx: Context, sweeps: dict[str, dict]) -> Section:
-    s = Section("Scaling and ablations")
+    s = Section("Other sweeps")
     all_sweeps = dict(sweeps)
     for r in ctx.runs:
         all_sweeps.update(r.sweeps)
@@ -156,7 +67,7 @@ def sweeps_section(ctx: Context, sweeps: dict[str, dict]) -> Section:
         fit = None
         if x in SIZE_KEYS:
             fit = power_law(*figures.series(rows, x, y))
-        f = figures.sweep(rows, x, y, ctx.fig_dir / f"sweep_{title}.png", fit=fit)
+        f = figures.sweep(rows, x, y, ctx.fig_dir / f"sweep_{slug(title)}.png", fit=fit)
         if f:
             sub.add(Figure(f, f"{y} against {x}" + (" with a fitted power law." if fit else "."), rel(path)))
         if fit:
@@ -240,8 +151,8 @@ def commands(run: Run) -> list[str]:
     return cmds
 
 
-def reproducibility_section(ctx: Context, extra_logs=()) -> Section:
-    s = Section("Limitations and reproducibility")
+def limitations_section(ctx: Context) -> Section:
+    s = Section("Limitations")
     lim = []
     for r in ctx.trained:
         n = pretrain_numbers(r)
@@ -257,7 +168,11 @@ def reproducibility_section(ctx: Context, extra_logs=()) -> Section:
         if absent:
             lim.append(f"{r.name}: stages without artifacts, so not reported: {', '.join(absent)}.")
     lim.append("Costs are estimates from wall-clock and stated assumptions, not measurements of power.")
-    s.add(Paragraph("Limitations:"), Bullets(lim))
+    return s.add(Bullets(lim))
+
+
+def reproducibility_section(ctx: Context, extra_logs=()) -> Section:
+    s = Section("Reproducibility: commands and files")
     for r in ctx.runs:
         cmds = commands(r)
         if cmds:

@@ -24,6 +24,10 @@ class Context:
     runs: list[Run]
     fig_dir: Path
     cost: CostAssumptions = field(default_factory=CostAssumptions)
+    data_stats: dict = field(default_factory=dict)  # run name -> data_stats.json (tinylm/report/data_stats.py)
+    compute_stats: bool = False  # compute (and cache) statistics that read text, or only read their caches
+    published: dict | None = None  # bytes per token of published tokenizers (tinylm/report/comparison.py)
+    sft_data: dict = field(default_factory=dict)  # run name -> sft/data_stats.json
 
     @property
     def trained(self) -> list[Run]:
@@ -129,7 +133,7 @@ def summary_table(ctx: Context, headline_evals: list[tuple[str, str]]) -> Table 
     for t in texts:
         add(f"bits/byte on {t}", lambda r, t=t: ffloat(r.bpb[t]["bits_per_byte"], 4) if t in r.bpb else "")
     for name in ("base", "sft"):
-        add(f"instruction following, {name} (greedy)",
+        add(f"instruction following, {'SFT' if name == 'sft' else name} (greedy)",
             lambda r, n=name: ffloat(r.ifeval[n]["score"]) if n in r.ifeval else "")
     for label, task in headline_evals:
         def cell(r, task=task):
@@ -140,47 +144,6 @@ def summary_table(ctx: Context, headline_evals: list[tuple[str, str]]) -> Table 
         add(label, cell)
     return Table(["", *[r.name for r in runs]], rows, caption="Summary.",
                  source="config.json, metrics.jsonl, meta.json, bpb-*.json, ifeval-*.json, eval/eval.json of each run")
-
-
-def data_section(ctx: Context) -> Section:
-    s = Section("Pretraining data")
-    for run in ctx.trained or ctx.runs:
-        p, t = run.prepare, run.tokenizer
-        if not p:
-            s.add(missing(run, "prepare.json (or data/prepare.json)"))
-        else:
-            rows = []
-            for split in ("train", "val"):
-                d = p.get(split) or {}
-                if not d:
-                    continue
-                rows.append([split, fint(d.get("documents")), fint(d.get("bytes")), fbytes(d.get("bytes")),
-                             fint(d.get("tokens")), ffloat(d.get("bytes_per_token"), 3), str(len(d.get("source_files") or []))])
-            s.add(Paragraph(f"{run.name} is pretrained on `{p.get('source', '?')}`, tokenized once into flat "
-                            f"{p.get('dtype', '?')} token shards; the validation split is held-out documents, "
-                            "never seen in training."))
-            s.add(Table(["split", "documents", "bytes", "size", "tokens", "bytes/token", "source files"], rows,
-                        caption=f"Pretraining data of {run.name}.", source=rel(run.dir / "prepare.json")))
-            n = pretrain_numbers(run)
-            train_tokens = (p.get("train") or {}).get("tokens")
-            if n["tokens"] and train_tokens:
-                s.add(Paragraph(f"Pretraining consumed {fint(n['tokens'])} tokens, {n['tokens'] / train_tokens:.2f} "
-                                f"epochs of the {fint(train_tokens)} training tokens."))
-        if not t:
-            s.add(missing(run, "tokenizer.meta.json"))
-        else:
-            trained_on = t.get("trained_on") or {}
-            valid = t.get("valid") or {}
-            s.add(Table(["tokenizer", "value"], [
-                ["type", "byte-level BPE (Hugging Face tokenizers)"],
-                ["vocabulary", fint(t.get("vocab_size"))],
-                ["trained on", f"{fint(trained_on.get('bytes'))} bytes, {fint(trained_on.get('documents'))} documents "
-                               f"of `{(t.get('config') or {}).get('corpus', '?')}`"],
-                ["bytes per token (validation text)", ffloat(valid.get("bytes_per_token"), 3)],
-                ["training time", fduration(t.get("seconds"))],
-                ["sha256", f"`{str(t.get('sha256', ''))[:16]}...`"],
-            ], caption=f"Tokenizer of {run.name}.", align="ll", source=rel(run.dir / "tokenizer.meta.json")))
-    return s
 
 
 LLAMA_CHOICES = [
@@ -246,6 +209,23 @@ def _swiglu_hidden(m: dict) -> int:
     return mult * ((h + mult - 1) // mult)
 
 
+def load_note(r: Run) -> str:
+    """The load average behind a training time, when the run recorded one (metrics rows or meta.json
+    "loadavg"), flagged when above the threads used; otherwise said to be unrecorded."""
+    loads = [x["loadavg"][0] for x in r.metrics if isinstance(x.get("loadavg"), list) and x["loadavg"]
+             and isinstance(x["loadavg"][0], (int, float))]
+    meta = (r.meta or {}).get("loadavg")
+    if not loads and isinstance(meta, list) and meta and isinstance(meta[0], (int, float)):
+        loads = [meta[0]]
+    if not loads:
+        return " (load average not recorded)"
+    hw = r.hardware()
+    threads = hw.get("torch_threads") or hw.get("cpu_count") or 1
+    peak = max(loads)
+    flag = f"; UNDER LOAD: above the {threads} threads used, so slower than a quiet machine" if peak > threads else ""
+    return f" (load average up to {peak:.1f}{flag})"
+
+
 def training_section(ctx: Context) -> Section:
     s = Section("Training details")
     runs = [r for r in ctx.runs if r.config]
@@ -276,7 +256,7 @@ def training_section(ctx: Context) -> Section:
     add("precision", lambda r: f"{tc[r.name].get('dtype')} autocast" + (", torch.compile" if tc[r.name].get("compile") else ""))
     add("hardware", hardware_text)
     add("code version", lambda r: str((r.meta or {}).get("code_version", "not recorded")))
-    add("wall-clock", lambda r: fduration(num[r.name]["elapsed_s"]))
+    add("wall-clock", lambda r: fduration(num[r.name]["elapsed_s"]) + load_note(r))
     add("median tokens/s", lambda r: fint(num[r.name]["tok_per_s"]))
     add("median MFU", lambda r: fpct(num[r.name]["mfu"]) + (f" ({num[r.name]['mfu_impossible']} log lines above 100% "
                                                              "left out: peak measured while busy)"
@@ -322,6 +302,32 @@ def cost_section(ctx: Context, runs: list[Run]) -> Section:
     return s
 
 
+def validation_note(r: Run) -> str:
+    """Why the run has two validation numbers for the same held-out text, and how far apart they are."""
+    n = pretrain_numbers(r)
+    tc = r.train_config()
+    seq = r.model_config().get("seq_len", "?")
+    windows = (tc.get("eval_batches") or 0) * (tc.get("batch_size") or 0)
+    p = (r.prepare or {}).get("val") or {}
+    corpus = corpus_of(r)
+    key = corpus if corpus in r.bpb else next(iter(r.bpb), None)
+    text = (f"Two validation figures describe {r.name}. The curve's in-loop value (final {ffloat(n['val_bpb'], 4)}) scores "
+            f"the first {fint(windows)} windows of {seq} tokens of the held-out shard"
+            + (f" ({fpct(windows * seq / p['tokens'])} of its {fint(p.get('tokens'))} tokens)"
+               if isinstance(p.get("tokens"), int) and p["tokens"] and isinstance(seq, int) else "")
+            + ", the same windows at every evaluation, each window read from its first token, so its first tokens "
+              "have little context; it tracks progress cheaply.")
+    if key:
+        b = r.bpb[key]
+        text += (f" The rolling figure ({ffloat(b['bits_per_byte'], 4)} on {key}, bpb-{key}.json) scores every byte of "
+                 f"the text ({fint(b.get('bytes'))} bytes) with windows that overlap so that every token after the first "
+                 f"window sees at least {b.get('context_len', 'half a context')} tokens of context; it is the number "
+                 "to compare across models.")
+        if isinstance(n["val_bpb"], (int, float)):
+            text += f" The difference ({ffloat(n['val_bpb'] - b['bits_per_byte'], 4)}) is the cost of the short contexts and of the sample."
+    return text
+
+
 def curves_section(ctx: Context) -> Section:
     s = Section("Loss curves")
     runs = [r for r in ctx.runs if train_rows(r.metrics)]
@@ -339,6 +345,8 @@ def curves_section(ctx: Context) -> Section:
     f = figures.lr_and_throughput(data, ctx.fig_dir / "lr_schedule.png")
     if f:
         s.add(Figure(f, "Learning-rate schedule and training throughput per logging window.", src))
+    for r in runs:
+        s.add(Paragraph(validation_note(r)))
     for r in runs:
         n = pretrain_numbers(r)
         text = (f"{r.name}: training loss {ffloat(n['final_loss'], 3)} at step {fint(n['steps'])}; validation "

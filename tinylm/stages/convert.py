@@ -48,7 +48,8 @@ def export(cfg: ExportConfig) -> Path:
                          "so choose a new path or a directory")
     model, tok, meta = load_model(cfg.checkpoint, "cpu")
     if cfg.format == "hf":
-        hf_io.export_hf(model, tok, meta, out, scores_of(find_checkpoint(cfg.checkpoint)))
+        ckpt = find_checkpoint(cfg.checkpoint)
+        hf_io.export_hf(model, tok, meta, out, scores_of(ckpt), checkpoint=ckpt)
     elif cfg.format == "llama2c":
         out.mkdir(parents=True, exist_ok=True)
         llama2c.export(model, tok, out / "model.bin", out / "tokenizer.bin")

@@ -17,7 +17,7 @@ from tinylm.report.cost import CostAssumptions
 
 
 def run(run_dirs: list[str], out: str | None = None, pdf: bool = True, sweeps=(), watts=None,
-        usd_per_kwh=None, usd_per_hour=None) -> dict:
+        usd_per_kwh=None, usd_per_hour=None, data_stats_s: float | None = 300.0) -> dict:
     missing = [d for d in run_dirs if not Path(d).is_dir()]
     if missing:
         raise FileNotFoundError(f"not a directory: {', '.join(missing)}")
@@ -26,7 +26,7 @@ def run(run_dirs: list[str], out: str | None = None, pdf: bool = True, sweeps=()
         cost.usd_per_kwh = usd_per_kwh
     out_dir = Path(out) if out else Path(run_dirs[0]) / "report"
     t0 = time.time()
-    paths = write_report(run_dirs, out_dir, pdf=pdf, cost=cost, sweeps=sweeps)
+    paths = write_report(run_dirs, out_dir, pdf=pdf, cost=cost, sweeps=sweeps, data_budget_s=data_stats_s)
     for kind in ("md", "html", "tex"):
         print(f"report: wrote {paths[kind]}")
     print(f"report: {out_dir / 'report.pdf'}: {paths['pdf_note']}" if paths["pdf"] else f"report: PDF {paths['pdf_note']}")

@@ -1,0 +1,209 @@
+"""Scaling and ablations, read from the experiment artifacts `tinylm sweep` and `tinylm scaling` write:
+
+    sweep.json   {"sweep", "kind": "isoflop" | "grid", "x", "y", "command", "rows": [{cell, seed, budget,
+                  params, flops, val_bpb, wall_s, loadavg_start, loadavg_end, variant?, ...}],
+                  "ablation": {variant: {n_seeds, val_bpb_mean, val_bpb_std, delta_mean, delta_std, n_paired}}}
+    fit.json     {"sweep", "y", "primary", "conventions": {key: {"approach2": {a, a_ci, b, b_ci, per_budget},
+                  "approach3": {E, A, B, alpha, beta (+ _ci), a, a_ci, ...}}}, "holdout": {mean_abs_error, ...}}
+
+(results/scaling/, results/ablations/, or any path given with --sweeps). Each section has a figure, a
+table with intervals and a two-sentence reading generated from the numbers: the intervals decide what is
+claimed. Inputs that are missing or do not have these fields give "Not available", never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from tinylm.report import figures
+from tinylm.report.artifacts import FileLog
+from tinylm.report.document import Figure, Missing, Paragraph, Section, Table, ffloat, fint, fsi, slug
+from tinylm.report.sections_setup import Context, rel
+
+CHINCHILLA_A = 0.5  # N_opt ~ C^0.5 (Hoffmann et al. 2022, approaches 1-3: 0.49-0.50)
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def _num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _ci(c) -> tuple[float, float] | None:
+    return (c[0], c[1]) if isinstance(c, (list, tuple)) and len(c) == 2 and all(_num(v) for v in c) else None
+
+
+def classify(log: FileLog, paths) -> dict[str, list[tuple[str, dict]]]:
+    """Experiment JSONs under `paths` (files or directories, searched one level down) by kind."""
+    out = {"isoflop": [], "ablation": [], "fit": []}
+    files = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            files += sorted(p.glob("*.json")) + sorted(p.glob("*/*.json"))
+        elif p.is_file():
+            files.append(p)
+    for f in files:
+        obj = log.json(f)
+        if not isinstance(obj, dict):
+            continue
+        if isinstance(obj.get("conventions"), dict):
+            out["fit"].append((str(f), obj))
+        elif isinstance(obj.get("rows"), list) and isinstance(obj.get("ablation"), dict):
+            out["ablation"].append((str(f), obj))
+        elif isinstance(obj.get("rows"), list) and obj.get("kind") == "isoflop":
+            out["isoflop"].append((str(f), obj))
+    return out
+
+
+def _cell_ci(v, ci, spec=".3g") -> str:
+    if not _num(v):
+        return "n/a"
+    c = _ci(ci)
+    return format(v, spec) + (f" [{format(c[0], spec)}, {format(c[1], spec)}]" if c else "")
+
+
+def _approaches(fit: dict) -> tuple[dict, dict]:
+    """(approach2, approach3) of the primary parameter convention; empty dicts when malformed."""
+    conv = fit.get("conventions") or {}
+    conv = conv.get(fit.get("primary", "params")) if isinstance(conv, dict) else None
+    if not isinstance(conv, dict):
+        return {}, {}
+    a2, a3 = conv.get("approach2"), conv.get("approach3")
+    return (a2 if isinstance(a2, dict) else {}), (a3 if isinstance(a3, dict) else {})
+
+
+def scaling_section(ctx: Context, found: dict) -> Section:
+    s = Section("Scaling")
+    fits, tables = found.get("fit") or [], found.get("isoflop") or []
+    if not fits and not tables:
+        return s.add(Missing("Not available: no IsoFLOP sweep (sweep.json with kind \"isoflop\") or scaling fit "
+                             "(fit.json) was found; run `tinylm sweep` and `tinylm scaling` (results/scaling/)."))
+    for path, t in tables:
+        rows = [r for r in t["rows"] if isinstance(r, dict) and _num(r.get("params")) and _num(r.get(t.get("y", "val_bpb")))
+                and _num(r.get("budget"))]
+        y = t.get("y", "val_bpb")
+        if not rows:
+            s.add(Missing(f"Not available: {rel(path)} has no rows with params, budget and {y}."))
+            continue
+        f = figures.isoflop(rows, y, ctx.fig_dir / f"isoflop_{slug(Path(path).parent.name)}.png")
+        if f:
+            s.add(Figure(f, f"IsoFLOP profiles: final {y} against parameters, one line per compute budget. Each "
+                            "profile's minimum is the compute-optimal size at that budget; see the minima move right as "
+                            "the budget grows.", rel(path)))
+        loads = [r["loadavg_end"][0] for r in rows if isinstance(r.get("loadavg_end"), list) and r["loadavg_end"]
+                 and _num(r["loadavg_end"][0])]
+        s.add(Paragraph(f"{len(rows)} runs over {len({r['budget'] for r in rows})} budgets "
+                        f"({', '.join(fsi(b) for b in sorted({r['budget'] for r in rows}))} FLOPs)"
+                        + (f"; load average at the end of runs {min(loads):.1f}-{max(loads):.1f}" if loads else "")
+                        + (f". Command: `{t['command']}`." if t.get("command") else ".")))
+    for path, fit in fits:
+        a2, a3 = _approaches(fit)
+        if not (a2 or a3):
+            s.add(Missing(f"Not available: {rel(path)} has no approach2/approach3 fit for {fit.get('primary')}."))
+            continue
+        rows = []
+        for name, key, src in (("N_opt exponent a (N_opt ~ C^a)", "a", a2), ("D_opt exponent b (D_opt ~ C^b)", "b", a2),
+                               ("E (irreducible loss)", "E", a3), ("alpha (N term)", "alpha", a3),
+                               ("beta (D term)", "beta", a3), ("N_opt exponent a, exact FLOPs", "a", a3)):
+            if _num(src.get(key)):
+                rows.append([name, "IsoFLOP parabolas" if src is a2 else "parametric L(N, D)", _cell_ci(src[key], src.get(f"{key}_ci"))])
+        for p in a2.get("per_budget") if isinstance(a2.get("per_budget"), list) else []:
+            if isinstance(p, dict) and _num(p.get("budget")):
+                rows.append([f"N_opt at C = {p['budget']:.0e}", "IsoFLOP parabolas",
+                             _cell_ci(p.get("n_opt"), p.get("n_opt_ci")) + ("" if p.get("inside", True) else " (extrapolated)")])
+        s.add(Table(["quantity", "method", "estimate [95% bootstrap interval]"], rows, align="lll",
+                    caption=f"Scaling fits of {fit.get('sweep', '?')} ({fit.get('y', 'val_bpb')}, N = {fit.get('primary')}), "
+                            f"{fit.get('n_bootstrap', '?')} bootstrap resamples.", source=rel(path)))
+        s.add(Paragraph(scaling_reading(fit)))
+    return s
+
+
+def scaling_reading(fit: dict) -> str:
+    """Two sentences from the fit: the exponent against Chinchilla's, decided by its interval; and how well
+    the law predicts a budget it was not fitted on."""
+    a2, _ = _approaches(fit)
+    a, ci = a2.get("a"), _ci(a2.get("a_ci"))
+    if _num(a) and ci:
+        if ci[0] <= CHINCHILLA_A <= ci[1]:
+            first = (f"The compute-optimal size grows as C^{a:.2f} (95% interval {ci[0]:.2f}-{ci[1]:.2f}), an interval that "
+                     f"contains Chinchilla's 0.5, so these runs do not distinguish their law from Chinchilla's.")
+        else:
+            side = "faster" if ci[0] > CHINCHILLA_A else "slower"
+            first = (f"The compute-optimal size grows as C^{a:.2f} (95% interval {ci[0]:.2f}-{ci[1]:.2f}), {side} than "
+                     "Chinchilla's 0.5 with the interval excluding it, at these small scales.")
+    elif _num(a):
+        first = f"The compute-optimal size grows as C^{a:.2f}; no interval was recorded, so no comparison is claimed."
+    else:
+        first = "The IsoFLOP fit has no exponent (fewer than two budgets with an interior minimum)."
+    h = fit.get("holdout") if isinstance(fit.get("holdout"), dict) else {}
+    if _num(h.get("mean_abs_error")):
+        second = (f"Fitted without one budget, the parametric law predicts that budget's runs to within "
+                  f"{h['mean_abs_error']:.3f} {fit.get('y', 'val_bpb')} on average (worst {h.get('max_abs_error', float('nan')):.3f}).")
+    else:
+        second = "No leave-one-budget-out check was recorded, so the law's predictions are untested."
+    return f"{first} {second}"
+
+
+def ablation_rows(ab: dict) -> list[dict]:
+    """Per variant: paired difference from the baseline with a t-interval over seeds, and its verdict."""
+    out = []
+    for name, v in ab.items():
+        if name == "baseline" or not isinstance(v, dict):
+            continue
+        d, sd, n = v.get("delta_mean"), v.get("delta_std"), v.get("n_paired")
+        half = T975.get(n - 1, 1.96) * sd / math.sqrt(n) if _num(d) and _num(sd) and isinstance(n, int) and n >= 2 else None
+        if half is None:
+            verdict = "unknown (one seed)" if _num(d) else "unknown"
+        elif d - half > 0:
+            verdict = "worse"  # higher bits per byte
+        elif d + half < 0:
+            verdict = "better"
+        else:
+            verdict = "unresolved"
+        out.append({"variant": name, "n": n, "mean": v.get("val_bpb_mean"), "std": v.get("val_bpb_std"),
+                    "delta": d, "half": half, "verdict": verdict})
+    return out
+
+
+def ablations_section(ctx: Context, found: dict) -> Section:
+    s = Section("Ablations")
+    tables = found.get("ablation") or []
+    if not tables:
+        return s.add(Missing("Not available: no ablation table (sweep.json with an \"ablation\" block) was found; run "
+                             "`tinylm sweep --variant NAME:FIELD=VALUE --seeds ...` (results/ablations/)."))
+    for path, t in tables:
+        rows = ablation_rows(t["ablation"])
+        if not rows:
+            s.add(Missing(f"Not available: {rel(path)} has no variant with a paired difference from the baseline."))
+            continue
+        base = (t["ablation"].get("baseline") or {})
+        f = figures.deltas([r["variant"] for r in rows], [r["delta"] for r in rows], [r["half"] for r in rows],
+                           ctx.fig_dir / f"ablation_{slug(Path(path).parent.name)}.png", t.get("y", "val_bpb"))
+        if f:
+            s.add(Figure(f, "Each variant's change in final validation bits per byte against the baseline trained with "
+                            "the same seeds (mean of paired differences, 95% t-interval). Bars whose interval crosses "
+                            "zero are not resolved; above zero is worse.", rel(path)))
+        trows = [[r["variant"], fint(r["n"]), ffloat(r["mean"], 4) + (f" ± {r['std']:.4f}" if _num(r["std"]) else ""),
+                  (f"{r['delta']:+.4f}" if _num(r["delta"]) else "n/a") + (f" ± {r['half']:.4f}" if _num(r["half"]) else ""),
+                  r["verdict"]] for r in rows]
+        if _num(base.get("val_bpb_mean")):
+            trows.insert(0, ["baseline", fint(base.get("n_seeds")), ffloat(base["val_bpb_mean"], 4)
+                             + (f" ± {base['val_bpb_std']:.4f}" if _num(base.get("val_bpb_std")) else ""), "0", "reference"])
+        s.add(Table(["variant", "seeds", "val bpb (mean ± sd)", "paired change (95% CI)", "verdict"], trows, align="lrrrl",
+                    caption=f"Ablations of {t.get('sweep', '?')}: lower bits per byte is better.", source=rel(path)))
+        s.add(Paragraph(ablation_reading(rows)))
+    return s
+
+
+def ablation_reading(rows: list[dict]) -> str:
+    worse = [r["variant"] for r in rows if r["verdict"] == "worse"]
+    better = [r["variant"] for r in rows if r["verdict"] == "better"]
+    open_ = [r["variant"] for r in rows if r["verdict"] not in ("worse", "better")]
+    first = ("Resolved by their 95% intervals: " + "; ".join(
+        x for x in ((f"worse than the baseline: {', '.join(worse)}" if worse else ""),
+                    (f"better: {', '.join(better)}" if better else "")) if x) + ".") if (worse or better) else \
+        "No variant differs from the baseline by more than its 95% interval."
+    second = (f"Not resolved at {min((r['n'] or 0) for r in rows)} seed(s): {', '.join(open_)}; more seeds would be "
+              "needed before claiming an effect.") if open_ else "Every variant's effect is resolved at these seeds."
+    return f"{first} {second}"
