@@ -14,6 +14,7 @@
     tinylm compare    RESULTS...     one table across models' eval.json files
     tinylm export     --format hf|llama2c --checkpoint C --out D                (ExportConfig)
     tinylm import     --format hf|llama2c --path P [--tokenizer T] --out RUN    (ImportConfig)
+    tinylm rm|rft|dpo|ppo|grpo [--field v] [--resume]   alignment after SFT (RMConfig, RFTConfig, ...)
     tinylm pipeline   [--field v]    the default pipeline, stage after stage    (PipelineConfig)
     tinylm report     RUN_DIR [RUN_DIR ...] [--out DIR] [--no_pdf]   technical report from artifacts
 
@@ -88,8 +89,16 @@ STAGES = {
     "eval": (C.EvalConfig, "evaluate a model (tinylm, llama2.c .bin or Hugging Face) on benchmark tasks"),
     "export": (C.ExportConfig, "export a checkpoint to Hugging Face (LlamaForCausalLM) or llama2.c format"),
     "import": (C.ImportConfig, "import a Hugging Face Llama directory or a llama2.c .bin as a tinylm checkpoint"),
+    "rm": (C.RMConfig, "train a reward model (SFT model + scalar head, Bradley-Terry) on preference pairs (resumable)"),
+    "rft": (C.RFTConfig, "best-of-n rejection-sampling fine-tuning of an SFT model (resumable)"),
+    "dpo": (C.DPOConfig, "direct preference optimisation of an SFT model (resumable)"),
+    "ppo": (C.PPOConfig, "PPO (InstructGPT recipe) with checker and/or reward-model rewards (resumable)"),
+    "grpo": (C.GRPOConfig, "GRPO with verifiable rewards from the constraint checker (resumable)"),
     "pipeline": (C.PipelineConfig, "run the default pipeline: tokenizer -> prepare -> pretrain -> bpb -> eval -> sft -> ifeval -> eval -> report"),
 }
+
+
+ALIGN_STAGES = ("rm", "rft", "dpo", "ppo", "grpo")  # tinylm/stages/<name>.py, each with run(cfg, resume)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=f"{help_text}. Config: {cls.__name__}.")
         p.add_argument("--config", metavar="FILE.json", help="load a saved config (e.g. a run's config.json) first")
         p.add_argument("--print_config", action="store_true", help="print the resolved config as JSON and exit")
-        if name in ("pretrain", "sft"):
+        if name in ("pretrain", "sft", *ALIGN_STAGES):
             p.add_argument("--resume", action="store_true",
                            help="continue from the newest checkpoint in train.run_dir (exact: same losses)")
         if name == "eval":
@@ -233,6 +242,9 @@ def main(argv=None) -> int:
         elif args.command == "eval":
             from tinylm.stages import eval as eval_stage
             eval_stage.run(cfg)
+        elif args.command in ALIGN_STAGES:
+            import importlib
+            importlib.import_module(f"tinylm.stages.{args.command}").run(cfg, resume=args.resume)
         elif args.command == "pipeline":
             run_pipeline(cfg)
     except (DataError, NonFiniteLossError, ResumeMismatchError, FileNotFoundError, ChatFormatError, ValueError) as e:

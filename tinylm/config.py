@@ -152,6 +152,124 @@ class SFTConfig:
     train: TrainConfig = field(default_factory=_sft_train_defaults)
 
 
+# ---------------------------------------------------------------------------------------------
+# Alignment (after SFT): reward model, best-of-n, DPO, PPO, GRPO. Each starts from an SFT checkpoint.
+
+
+def _align_train_defaults(run_dir: str, lr: float, max_steps: int, batch_size: int = 16) -> "TrainConfig":
+    return TrainConfig(run_dir=run_dir, lr=lr, max_steps=max_steps, warmup_steps=5, batch_size=batch_size,
+                       total_batch_tokens=batch_size * 256, dtype="fp32", weight_decay=0.0, min_lr_frac=1.0,
+                       log_every=1, eval_every=25, eval_batches=0, sample_every=0, save_every=10, keep_last=2)
+
+
+@dataclass
+class SamplingConfig:
+    """On-policy sampling from the SFT model on training-split checkable instructions."""
+
+    prompts: int = 600  # training prompts to sample for
+    samples: int = 8  # answers per prompt (K)
+    temperature: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 120
+    kinds: str = ""  # comma-separated instruction kinds to use ("" = all)
+    compile: bool = False  # compiled decoding (pays off for long runs)
+
+
+@dataclass
+class RolloutConfig:
+    """RL rollouts: `prompts` x `group_size` answers per rollout, then `epochs` passes of
+    `minibatches` optimizer steps over them (after the first step the ratio differs from 1 and
+    the clipping acts)."""
+
+    prompts: int = 8  # prompts per rollout (per rank)
+    group_size: int = 8  # answers per prompt (GRPO's G)
+    minibatches: int = 2
+    epochs: int = 1
+    temperature: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 120
+    kinds: str = ""  # instruction kinds to train on ("" = all)
+    compile: bool = False  # compiled decoding for the rollouts
+
+
+@dataclass
+class RMConfig:
+    checkpoint: str = "runs/default/sft"  # the SFT model the reward model starts from
+    pairs: str = "hh-rlhf"  # hh-rlhf[:SUBSET] | on-policy | pairs:PATH | pairs-lenient:PATH
+    heldout_percent: float = 10.0  # pairs held out for pairwise accuracy
+    also_eval: str = ""  # other pair sources whose held-out pairs are scored at the end (e.g. on-policy, hh-rlhf)
+    task: str = "instructions"  # on-policy pairs: checkable task and its held-out split seed
+    data_seed: int = 0
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/rm", 1e-4, 200))
+
+
+@dataclass
+class RFTConfig:
+    """Best-of-n rejection-sampling fine-tuning (Llama 2, §3.2.3)."""
+
+    checkpoint: str = "runs/default/sft"
+    task: str = "instructions"
+    data_seed: int = 0
+    min_score: float = 1.0  # keep a prompt's best answer only when it scores at least this (and is not degenerate)
+    guard: bool = True  # degenerate answers are never kept
+    eval_prompts: int = 48  # held-out prompts scored (greedy) at each evaluation
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/rft", 3e-4, 150, 32))
+
+
+@dataclass
+class DPOConfig:
+    checkpoint: str = "runs/default/sft"  # policy start and, unless `reference` is set, the frozen reference
+    reference: str = ""  # reference model ("" = checkpoint)
+    pairs: str = "on-policy"  # on-policy | hh-rlhf[:SUBSET] | pairs:PATH | pairs-lenient:PATH
+    beta: float = 0.1  # KL strength (Rafailov et al. 2023)
+    ref_logprobs: str = "precompute"  # precompute (one pass before training) | online (reference forward per batch)
+    task: str = "instructions"
+    data_seed: int = 0
+    guard: bool = True  # on-policy pairs: degenerate answers score 0
+    eval_prompts: int = 48
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/dpo", 1e-4, 150))
+
+
+@dataclass
+class GRPOConfig:
+    checkpoint: str = "runs/default/sft"
+    reference: str = ""  # KL reference ("" = checkpoint)
+    task: str = "instructions"
+    data_seed: int = 0
+    beta: float = 0.04  # weight of the k3 KL to the reference (Shao et al. 2024)
+    clip: float = 0.2
+    guard: bool = True  # reward-hacking guard: degenerate answers get reward 0
+    max_dead_fraction: float = 0.9  # refuse to start when the estimated fraction of dead groups is above this
+    dead_estimate_prompts: int = 32  # prompts sampled before training to estimate dead groups (0 = skip)
+    eval_prompts: int = 48
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/grpo", 1e-4, 100, 32))
+
+
+@dataclass
+class PPOConfig:
+    checkpoint: str = "runs/default/sft"  # policy start; the value head starts at zero
+    reference: str = ""  # KL reference ("" = checkpoint)
+    reward: str = "checker"  # checker | rm | checker+rm
+    reward_model: str = ""  # a `tinylm rm` run (for reward rm or checker+rm)
+    task: str = "instructions"
+    data_seed: int = 0
+    kl_coef: float = 0.05  # per-token KL penalty to the reference in the reward (InstructGPT's beta)
+    clip: float = 0.2
+    value_clip: float = 0.2
+    vf_coef: float = 0.5
+    gamma: float = 1.0
+    lam: float = 0.95
+    no_end_penalty: float = 1.0  # subtracted from the reward of an answer that never emits <|end|>
+    guard: bool = True
+    eval_prompts: int = 48
+    rollout: RolloutConfig = field(default_factory=lambda: RolloutConfig(prompts=16, group_size=2, minibatches=2, epochs=2))
+    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/ppo", 1e-4, 100, 16))
+
+
 @dataclass
 class ChatConfig:
     checkpoint: str = "runs/default/sft"
@@ -249,6 +367,8 @@ class PipelineConfig:
     ifeval_n: int = 300  # held-out checkable instructions scored for the base and the SFT model
     eval_tasks: str = "quick"  # `tinylm eval` suite or task list for the base and SFT models ("" = skip)
     eval_limit: int = 200  # examples per evaluation task (per paradigm for BLiMP) to keep `make run` short; 0 = all
+    align: str = "grpo"  # alignment after SFT: grpo | dpo | ppo | rft | none (each also a `tinylm` subcommand)
+    align_steps: int = 0  # optimizer steps of the alignment stage (0 = the method's default)
     report: bool = True  # finish with `tinylm report` on the run (PDF only when a TeX engine is installed)
     device: str = "auto"
     compile: bool = False  # torch.compile the model (first steps slower, then faster)

@@ -175,9 +175,13 @@ def load_model(path, device="cpu"):
 
     ckpt = find_checkpoint(path)
     meta = read_meta(ckpt)
+    if meta.get("stage") == "rm":
+        raise ValueError(f"{ckpt} is a reward model (tinylm rm: scalar head), not a language model to sample from")
     cfg = from_dict(ModelConfig, meta["config"]["model"])
     model = GPT(cfg)
-    load_model_weights(model, ckpt / "model.safetensors")
+    # a PPO policy carries its value head (score_head.*); generation does not need it
+    sd = {k: v for k, v in load_file(str(ckpt / "model.safetensors")).items() if not k.startswith("score_head.")}
+    load_state_dict_checked(model, sd, ckpt / "model.safetensors")
     model.to(device).eval()
     tok = Tokenizer.load(ckpt / "tokenizer.json")
     if meta.get("tokenizer_sha256") and tok.sha256 != meta["tokenizer_sha256"]:
