@@ -94,7 +94,7 @@ STAGES = {
     "dpo": (C.DPOConfig, "direct preference optimisation of an SFT model (resumable)"),
     "ppo": (C.PPOConfig, "PPO (InstructGPT recipe) with checker and/or reward-model rewards (resumable)"),
     "grpo": (C.GRPOConfig, "GRPO with verifiable rewards from the constraint checker (resumable)"),
-    "pipeline": (C.PipelineConfig, "run the default pipeline: tokenizer -> prepare -> pretrain -> bpb -> eval -> sft -> ifeval -> eval -> report"),
+    "pipeline": (C.PipelineConfig, "run the default pipeline: tokenizer -> prepare -> pretrain -> bpb -> eval -> sft -> ifeval -> eval -> align -> report"),
 }
 
 
@@ -284,12 +284,35 @@ def _pipeline_eval(p: C.PipelineConfig, ckpt: Path) -> None:
     eval_stage.run(C.EvalConfig(model=str(ckpt), tasks=p.eval_tasks, limit=p.eval_limit, device=p.device))
 
 
+ALIGN_DEFAULTS = {"grpo": C.GRPOConfig, "dpo": C.DPOConfig, "ppo": C.PPOConfig, "rft": C.RFTConfig}
+
+
+def _pipeline_align(p: C.PipelineConfig, run: Path, sft_dir: Path) -> Path | None:
+    """The alignment stage after SFT (p.align, measured best by default), then its ifeval score."""
+    import importlib
+
+    from tinylm.stages import ifeval
+
+    if p.align in ("", "none"):
+        return None
+    if p.align not in ALIGN_DEFAULTS:
+        raise ValueError(f"unknown alignment method {p.align!r}; choose from {', '.join(ALIGN_DEFAULTS)} or none")
+    cls = ALIGN_DEFAULTS[p.align]
+    out = run / p.align
+    train = dataclasses.replace(cls().train, run_dir=str(out), device=p.device,
+                                max_steps=p.align_steps or cls().train.max_steps)
+    importlib.import_module(f"tinylm.stages.{p.align}").run(cls(checkpoint=str(sft_dir), train=train), resume=True)
+    if not _up_to_date(run / f"ifeval-{p.align}.json", out):
+        ifeval.run(C.IFEvalConfig(checkpoint=str(out), n=p.ifeval_n, device=p.device, out=str(run / f"ifeval-{p.align}.json")))
+    return out
+
+
 def run_pipeline(p: C.PipelineConfig) -> None:
     """The default pipeline. Each stage is skipped when its artifact already exists, and training
     stages resume from their newest checkpoint, so running it again continues where it stopped.
 
         tokenizer -> prepare -> pretrain -> bpb (2 corpora) -> samples -> eval (base) -> sft
-        -> ifeval (base, sft) -> eval (sft) -> report -> two chat answers
+        -> ifeval (base, sft) -> eval (sft) -> alignment (p.align) + its ifeval -> report -> two chat answers
     """
     from tinylm.stages import bpb, ifeval, prepare, pretrain, report, sample, sft, tok_train
 
@@ -326,9 +349,10 @@ def run_pipeline(p: C.PipelineConfig) -> None:
         ifeval.run(C.IFEvalConfig(checkpoint=str(ckpt), n=p.ifeval_n, device=p.device,
                                   out=str(run / f"ifeval-{name}.json")))
     _pipeline_eval(p, sft_dir)
+    aligned = _pipeline_align(p, run, sft_dir)
     if p.report:
         report.run([str(run)], out=str(run / "report"))
-    cfg = C.ChatConfig(checkpoint=str(sft_dir), device=p.device, temperature=0.0)
+    cfg = C.ChatConfig(checkpoint=str(aligned or sft_dir), device=p.device, temperature=0.0)
     from tinylm.stages import chat
 
     for prompt in ("Write a short story about a dog named Max that uses the words ball, happy and garden.",

@@ -25,7 +25,7 @@ from tinylm.chat import end_id, render_prompt
 from tinylm.data.preference import Pair, collate_responses
 from tinylm.sample import sample_group
 from tinylm.tasks.base import Example
-from tinylm.tasks.instructions import _WORD, sentences
+from tinylm.tasks.instructions import _WORD, STOPWORDS, sentences
 from tinylm.train.objectives import IGNORE_INDEX
 from tinylm.train.preference import gae, grpo_advantages, token_logprobs, whiten
 
@@ -38,7 +38,7 @@ def degenerate(example: Example, response: str) -> str | None:
     keywords, an end sentence and a sentence count; these are the cheap ways to collect them:
 
         empty / too_short   no answer, or under 8 words (a title may be short)
-        no_sentence         no sentence of 4+ words: a bare list of the keywords
+        no_sentence         no sentence of 4+ words with a function word: a bare list of keywords
         pasted_end          an ends_with answer that is the end sentence alone
         repetitive          a 4-word sequence repeated 3+ times, or under 30% distinct words
     """
@@ -51,7 +51,8 @@ def degenerate(example: Example, response: str) -> str | None:
     if len(words) < 8:
         return "too_short"
     sents = sentences(response)
-    if not any(len(_WORD.findall(s)) >= 4 for s in sents):
+    # a sentence has 4+ words and function words ("the", "was", "she"): a list of keywords has none
+    if not any(len(ws) >= 4 and any(w.lower() in STOPWORDS for w in ws) for ws in map(_WORD.findall, sents)):
         return "no_sentence"
     if kind == "ends_with" and len(sents) < 2:
         return "pasted_end"
