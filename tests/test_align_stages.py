@@ -99,7 +99,6 @@ def test_dpo_starts_at_log2_and_its_reward_margin_grows(sft_run, tmp_path):
     cfg = dataclasses.replace(cfg, beta=0.5, train=dataclasses.replace(cfg.train, lr=3e-4, warmup_steps=1))
     dpo.run(cfg)
     r = rows(tmp_path / "dpo")
-    print([(round(x["loss"], 3), round(x["reward_margin"], 3)) for x in r])
     assert r[0]["loss"] == pytest.approx(math.log(2), abs=1e-4)  # policy == reference at step 1
     assert sum(x["loss"] for x in r[-4:]) / 4 < math.log(2) - 0.05
     assert sum(x["reward_margin"] for x in r[-4:]) / 4 > 0.1
