@@ -54,7 +54,7 @@ def _head(docs, max_bytes: int):
 
 
 def evaluate_model(ckpt, sft_model, n: int = 300, data_seed: int = 0, kl_prompts: int = 100, bpb_bytes: int = 0,
-                   compile: bool = True, samples_out: Path | None = None) -> dict:
+                   compile: bool = False, samples_out: Path | None = None) -> dict:
     from tinylm.bpb import score_documents
     from tinylm.data.sources import resolve
     from tinylm.train.align import kl_to_reference
@@ -89,7 +89,7 @@ def evaluate_model(ckpt, sft_model, n: int = 300, data_seed: int = 0, kl_prompts
     return out
 
 
-def compare(sft: str, models: dict[str, str], out: str, n: int = 300, compile: bool = True) -> dict:
+def compare(sft: str, models: dict[str, str], out: str, n: int = 300, compile: bool = False) -> dict:
     from tinylm.train.align import load_average
 
     sft_model = load_model(sft)[0]
@@ -123,9 +123,9 @@ def main(argv=None) -> None:
     p.add_argument("--models", nargs="*", default=[], metavar="NAME=RUN")
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, default=300)
-    p.add_argument("--no_compile", action="store_true")
+    p.add_argument("--compile", action="store_true", help="compiled decoding (faster after 12-25 s of compiling per shape)")
     a = p.parse_args(argv)
-    compare(a.sft, dict(m.split("=", 1) for m in a.models), a.out, a.n, compile=not a.no_compile)
+    compare(a.sft, dict(m.split("=", 1) for m in a.models), a.out, a.n, compile=a.compile)
 
 
 if __name__ == "__main__":
