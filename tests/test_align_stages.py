@@ -180,3 +180,18 @@ def test_cli_alignment_error_is_one_line(sft_run, tmp_path, capsys):
     rc = main(["dpo", "--checkpoint", str(sft_run), "--pairs", str(tmp_path / "nope.jsonl"), "--train.run_dir", str(tmp_path / "d")])
     err = capsys.readouterr().err
     assert rc == 1 and "unknown preference source" in err and "Traceback" not in err
+
+
+def test_alignment_comparison_writes_every_metric(sft_run, tmp_path):
+    from tinylm.eval.alignment import compare
+
+    _, cfg = configs(sft_run, tmp_path, steps=2)["grpo"]
+    grpo.run(cfg)
+    out = compare(str(sft_run), {"grpo": str(tmp_path / "grpo")}, str(tmp_path / "alignment.json"), n=6, task=TASK,
+                  kl_prompts=3, bpb_bytes=2000)
+    saved = json.loads((tmp_path / "alignment.json").read_text())
+    assert saved == json.loads(json.dumps(out)) and set(saved["methods"]) == {"sft", "grpo"}
+    g = saved["methods"]["grpo"]
+    assert g["greedy"]["n"] == 6 and 0 <= g["greedy"]["degenerate_rate"] <= 1 and g["sampled"]["by_kind"]
+    assert g["kl_to_sft"]["n"] == 3 and saved["methods"]["sft"]["kl_to_sft"] is None
+    assert g["run_summary"]["method"] == "grpo" and g["run_summary"]["load_average_1_5_15"]

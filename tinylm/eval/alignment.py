@@ -54,14 +54,14 @@ def _head(docs, max_bytes: int):
 
 
 def evaluate_model(ckpt, sft_model, n: int = 300, data_seed: int = 0, kl_prompts: int = 100, bpb_bytes: int = 0,
-                   compile: bool = False, samples_out: Path | None = None) -> dict:
+                   compile: bool = False, samples_out: Path | None = None, task: str = "instructions") -> dict:
     from tinylm.bpb import score_documents
     from tinylm.data.sources import resolve
     from tinylm.train.align import kl_to_reference
 
     t0 = time.time()
     model, tok, _ = load_model(ckpt)
-    task = get_task("instructions", data_seed)
+    task = get_task(task, data_seed)
     examples = task.examples("test")
     random.Random(data_seed).shuffle(examples)  # the order `tinylm ifeval` uses: the same 300 prompts
     examples = examples[:n]
@@ -89,7 +89,8 @@ def evaluate_model(ckpt, sft_model, n: int = 300, data_seed: int = 0, kl_prompts
     return out
 
 
-def compare(sft: str, models: dict[str, str], out: str, n: int = 300, compile: bool = False) -> dict:
+def compare(sft: str, models: dict[str, str], out: str, n: int = 300, compile: bool = False, task: str = "instructions",
+            kl_prompts: int = 100, bpb_bytes: int = 0) -> dict:
     from tinylm.train.align import load_average
 
     sft_model = load_model(sft)[0]
@@ -104,8 +105,8 @@ def compare(sft: str, models: dict[str, str], out: str, n: int = 300, compile: b
     methods = result.setdefault("methods", {})
     for name, path in {"sft": sft, **models}.items():
         print(f"alignment: evaluating {name} ({path})", flush=True)
-        m = evaluate_model(path, sft_model if name != "sft" else None, n, compile=compile,
-                           samples_out=out_path.parent / f"responses-{name}.json")
+        m = evaluate_model(path, sft_model if name != "sft" else None, n, kl_prompts=kl_prompts, bpb_bytes=bpb_bytes,
+                           compile=compile, samples_out=out_path.parent / f"responses-{name}.json", task=task)
         summary = Path(path) / "summary.json"
         m["run_summary"] = json.loads(summary.read_text()) if summary.exists() and name != "sft" else None
         m["load_average_1_5_15"] = load_average()
