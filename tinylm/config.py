@@ -172,9 +172,9 @@ class SamplingConfig:
 
     prompts: int = 600  # training prompts to sample for
     samples: int = 8  # answers per prompt (K)
-    temperature: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 120
+    temperature: float = 1.0  # sampling temperature
+    top_k: int = 0  # 0 = off
+    max_new_tokens: int = 120  # answer length limit in tokens
     kinds: str = ""  # comma-separated instruction kinds to use ("" = all)
     compile: bool = False  # compiled decoding (pays off for long runs)
 
@@ -187,11 +187,11 @@ class RolloutConfig:
 
     prompts: int = 8  # prompts per rollout (per rank)
     group_size: int = 8  # answers per prompt (GRPO's G)
-    minibatches: int = 2
-    epochs: int = 1
-    temperature: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 120
+    minibatches: int = 2  # optimizer steps per pass over a rollout
+    epochs: int = 1  # passes over each rollout
+    temperature: float = 1.0  # sampling temperature
+    top_k: int = 0  # 0 = off
+    max_new_tokens: int = 120  # answer length limit in tokens
     kinds: str = ""  # instruction kinds to train on ("" = all)
     compile: bool = False  # compiled decoding for the rollouts
 
@@ -203,23 +203,23 @@ class RMConfig:
     heldout_percent: float = 10.0  # pairs held out for pairwise accuracy
     also_eval: str = ""  # other pair sources whose held-out pairs are scored at the end (e.g. on-policy, hh-rlhf)
     task: str = "instructions"  # on-policy pairs: checkable task and its held-out split seed
-    data_seed: int = 0
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/rm", 1e-4, 200))
+    data_seed: int = 0  # must match the SFT data_seed so the held-out prompts stay held out
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # on-policy sampling (see SamplingConfig flags)
+    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/rm", 1e-4, 200))  # optimisation (see TrainConfig flags)
 
 
 @dataclass
 class RFTConfig:
     """Best-of-n rejection-sampling fine-tuning (Llama 2, §3.2.3)."""
 
-    checkpoint: str = "runs/default/sft"
-    task: str = "instructions"
-    data_seed: int = 0
+    checkpoint: str = "runs/default/sft"  # the SFT (policy) checkpoint or run to start from
+    task: str = "instructions"  # checkable task whose train split gives prompts and whose checker gives rewards
+    data_seed: int = 0  # must match the SFT data_seed so the held-out prompts stay held out
     min_score: float = 1.0  # keep a prompt's best answer only when it scores at least this (and is not degenerate)
     guard: bool = True  # degenerate answers are never kept
     eval_prompts: int = 48  # held-out prompts scored (greedy) at each evaluation
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/rft", 3e-4, 150, 32))
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # on-policy sampling (see SamplingConfig flags)
+    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/rft", 3e-4, 150, 32))  # optimisation (see TrainConfig flags)
 
 
 @dataclass
@@ -229,28 +229,28 @@ class DPOConfig:
     pairs: str = "on-policy"  # on-policy | hh-rlhf[:SUBSET] | pairs:PATH | pairs-lenient:PATH
     beta: float = 0.1  # KL strength (Rafailov et al. 2023)
     ref_logprobs: str = "precompute"  # precompute (one pass before training) | online (reference forward per batch)
-    task: str = "instructions"
-    data_seed: int = 0
+    task: str = "instructions"  # checkable task whose train split gives prompts and whose checker gives rewards
+    data_seed: int = 0  # must match the SFT data_seed so the held-out prompts stay held out
     guard: bool = True  # on-policy pairs: degenerate answers score 0
-    eval_prompts: int = 48
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/dpo", 1e-4, 150))
+    eval_prompts: int = 48  # held-out prompts scored (greedy) at each evaluation (0 = none)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # on-policy sampling (see SamplingConfig flags)
+    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/dpo", 1e-4, 150))  # optimisation (see TrainConfig flags)
 
 
 @dataclass
 class GRPOConfig:
-    checkpoint: str = "runs/default/sft"
+    checkpoint: str = "runs/default/sft"  # the SFT (policy) checkpoint or run to start from
     reference: str = ""  # KL reference ("" = checkpoint)
-    task: str = "instructions"
-    data_seed: int = 0
+    task: str = "instructions"  # checkable task whose train split gives prompts and whose checker gives rewards
+    data_seed: int = 0  # must match the SFT data_seed so the held-out prompts stay held out
     beta: float = 0.04  # weight of the k3 KL to the reference (Shao et al. 2024)
-    clip: float = 0.2
+    clip: float = 0.2  # ratio clipping epsilon (Schulman et al. 2017)
     guard: bool = True  # reward-hacking guard: degenerate answers get reward 0
     max_dead_fraction: float = 0.9  # refuse to start when the estimated fraction of dead groups is above this
     dead_estimate_prompts: int = 32  # prompts sampled before training to estimate dead groups (0 = skip)
-    eval_prompts: int = 48
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/grpo", 1e-4, 100, 32))
+    eval_prompts: int = 48  # held-out prompts scored (greedy) at each evaluation (0 = none)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)  # rollouts (see RolloutConfig flags)
+    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/grpo", 1e-4, 100, 32))  # optimisation (see TrainConfig flags)
 
 
 @dataclass
@@ -259,19 +259,19 @@ class PPOConfig:
     reference: str = ""  # KL reference ("" = checkpoint)
     reward: str = "checker"  # checker | rm | checker+rm
     reward_model: str = ""  # a `tinylm rm` run (for reward rm or checker+rm)
-    task: str = "instructions"
-    data_seed: int = 0
+    task: str = "instructions"  # checkable task whose train split gives prompts and whose checker gives rewards
+    data_seed: int = 0  # must match the SFT data_seed so the held-out prompts stay held out
     kl_coef: float = 0.05  # per-token KL penalty to the reference in the reward (InstructGPT's beta)
-    clip: float = 0.2
-    value_clip: float = 0.2
-    vf_coef: float = 0.5
-    gamma: float = 1.0
-    lam: float = 0.95
+    clip: float = 0.2  # ratio clipping epsilon (Schulman et al. 2017)
+    value_clip: float = 0.2  # value clipping range
+    vf_coef: float = 0.5  # weight of the value loss
+    gamma: float = 1.0  # discount
+    lam: float = 0.95  # GAE lambda
     no_end_penalty: float = 1.0  # subtracted from the reward of an answer that never emits <|end|>
-    guard: bool = True
-    eval_prompts: int = 48
-    rollout: RolloutConfig = field(default_factory=lambda: RolloutConfig(prompts=16, group_size=2, minibatches=2, epochs=2))
-    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/ppo", 1e-4, 100, 16))
+    guard: bool = True  # reward-hacking guard: degenerate answers get reward 0
+    eval_prompts: int = 48  # held-out prompts scored (greedy) at each evaluation (0 = none)
+    rollout: RolloutConfig = field(default_factory=lambda: RolloutConfig(prompts=16, group_size=2, minibatches=2, epochs=2))  # rollouts (see RolloutConfig flags)
+    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/ppo", 1e-4, 100, 16))  # optimisation (see TrainConfig flags)
 
 
 @dataclass
