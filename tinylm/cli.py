@@ -86,6 +86,12 @@ def _build_config(cls, args, base=None):
     return cfg
 
 
+# What `tinylm pipeline` runs, in order: the one list that `tinylm --help`, `tinylm pipeline --help`,
+# the Makefile and the README quote (tests/test_cli_errors.py checks them all against a real run).
+PIPELINE_STAGES = ("tokenizer", "prepare", "pretrain", "bpb", "sample", "eval (base)", "sft", "ifeval (base, sft)",
+                   "eval (sft)", "align (+ ifeval)", "report", "chat")
+PIPELINE_ORDER = " -> ".join(PIPELINE_STAGES)
+
 STAGES = {
     "tokenizer": (C.TokenizerConfig, "train a byte-level BPE tokenizer on a corpus sample"),
     "prepare": (C.PrepareConfig, "tokenize a corpus into token shards (train-NNN.bin, val.bin)"),
@@ -104,7 +110,7 @@ STAGES = {
     "dpo": (C.DPOConfig, "direct preference optimisation of an SFT model (resumable)"),
     "ppo": (C.PPOConfig, "PPO (InstructGPT recipe) with checker and/or reward-model rewards (resumable)"),
     "grpo": (C.GRPOConfig, "GRPO with verifiable rewards from the constraint checker (resumable)"),
-    "pipeline": (C.PipelineConfig, "run the default pipeline: tokenizer -> prepare -> pretrain -> bpb -> eval -> sft -> ifeval -> eval -> align -> report"),
+    "pipeline": (C.PipelineConfig, f"run the default pipeline: {PIPELINE_ORDER}"),
 }
 
 
@@ -299,7 +305,9 @@ def _main(argv=None) -> int:
         bpb.run(cfg)
     elif args.command == "eval":
         from tinylm.stages import eval as eval_stage
-        eval_stage.run(cfg)
+        doc = eval_stage.run(cfg)
+        if not doc["run_tasks"]:  # every task skipped: say so with a failing status
+            raise ValueError("no task produced a result: " + "; ".join(f"{n}: {e}" for n, e in doc["run_errors"].items()))
     elif args.command in ALIGN_STAGES:
         import importlib
         importlib.import_module(f"tinylm.stages.{args.command}").run(cfg, resume=args.resume)
@@ -378,12 +386,9 @@ def check_pipeline(p: C.PipelineConfig) -> None:
 
 
 def run_pipeline(p: C.PipelineConfig) -> None:
-    """The default pipeline. Each stage is skipped when its artifact already exists, and training
-    stages resume from their newest checkpoint, so running it again continues where it stopped.
-
-        tokenizer -> prepare -> pretrain -> bpb (2 corpora) -> samples -> eval (base) -> sft
-        -> ifeval (base, sft) -> eval (sft) -> alignment (p.align) + its ifeval -> report -> two chat answers
-    """
+    """The default pipeline, PIPELINE_STAGES in order (bpb on 2 corpora, two chat answers at the end).
+    Each stage is skipped when its artifact already exists, and training stages resume from their
+    newest checkpoint, so running it again continues where it stopped."""
     from tinylm.stages import bpb, ifeval, prepare, pretrain, report, sample, sft, tok_train
 
     check_pipeline(p)

@@ -41,8 +41,11 @@ def scores_of(ckpt: Path) -> dict[str, str]:
 
 
 def export(cfg: ExportConfig) -> Path:
-    model, tok, meta = load_model(cfg.checkpoint, "cpu")
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: an existing file; export writes a directory (model and tokenizer files), "
+                         "so choose a new path or a directory")
+    model, tok, meta = load_model(cfg.checkpoint, "cpu")
     if cfg.format == "hf":
         hf_io.export_hf(model, tok, meta, out, scores_of(find_checkpoint(cfg.checkpoint)))
     elif cfg.format == "llama2c":
@@ -64,6 +67,11 @@ def import_model(cfg: ImportConfig) -> Path:
         if cfg.format == "llama2c":  # the checkpoint holds the converted tokenizer.json
             tok_path = Path(tmp) / "tokenizer.json"
             llama2c.hf_tokenizer(cfg.tokenizer).save(str(tok_path))  # as converted, no runtime flags
+            tok = Tokenizer.load(tok_path)
+        elif cfg.format == "hf":  # the export's special-token marks removed (interop/hf.py)
+            tok_path = Path(tmp) / "tokenizer.json"
+            tok_path.write_text(hf_io.unmarked_tokenizer_json(Path(tok.path).read_text(encoding="utf-8")),
+                                encoding="utf-8")
             tok = Tokenizer.load(tok_path)
         if tok.vocab_size != model_cfg.vocab_size:
             print(f"note: tokenizer has {tok.vocab_size} tokens, the model {model_cfg.vocab_size}")

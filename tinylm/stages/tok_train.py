@@ -36,6 +36,9 @@ def run(cfg: TokenizerConfig) -> dict:
         # compression on (up to 2 MB of) held-out text
         meta["valid"] = bytes_per_token(tok, _take_bytes(source.documents("valid"), 2_000_000))
     save_meta(Path(cfg.out).with_suffix(".meta.json"), meta)
+    if stats.replaced:
+        print(f"warning: {stats.replaced} invalid UTF-8 byte sequence(s) replaced with U+FFFD while training the "
+              f"tokenizer: {stats.replaced_by_file}")
     bpt = meta.get("valid", {}).get("bytes_per_token")
     print(f"tokenizer: {tok.vocab_size} tokens trained on {stats.bytes:,} bytes in {seconds:.1f}s -> {cfg.out}"
           + (f"; {bpt:.3f} bytes/token on validation text" if bpt else ""))
