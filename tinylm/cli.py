@@ -12,11 +12,12 @@
     tinylm bpb        [--field v]    bits per byte of a checkpoint on a text   (BpbConfig)
     tinylm eval       --model M --tasks a,b [--limit N]   evaluation harness        (EvalConfig)
     tinylm compare    RESULTS...     one table across models' eval.json files
-    tinylm export     --format hf|llama2c --checkpoint C --out D                (ExportConfig)
+    tinylm export     --format hf|llama2c|gguf --checkpoint C --out D [--outtype f16]   (ExportConfig)
     tinylm import     --format hf|llama2c --path P [--tokenizer T] --out RUN    (ImportConfig)
     tinylm rm|rft|dpo|ppo|grpo [--field v] [--resume]   alignment after SFT (RMConfig, RFTConfig, ...)
     tinylm pipeline   [--field v]    the default pipeline, stage after stage    (PipelineConfig)
     tinylm report     RUN_DIR [RUN_DIR ...] [--out DIR] [--no_pdf]   technical report from artifacts
+    tinylm board      RUN_DIR [RUN_DIR ...] [--port P]   training curves of runs side by side (TensorBoard)
 
 Every field of a stage's config is a flag; `--config FILE.json` loads a saved config first and
 `--print_config` prints the resolved config without running anything.
@@ -103,7 +104,7 @@ STAGES = {
     "ifeval": (C.IFEvalConfig, "constraint satisfaction on held-out checkable instructions"),
     "bpb": (C.BpbConfig, "bits per byte of a checkpoint on a text file or corpus"),
     "eval": (C.EvalConfig, "evaluate a model (tinylm, llama2.c .bin or Hugging Face) on benchmark tasks"),
-    "export": (C.ExportConfig, "export a checkpoint to Hugging Face (LlamaForCausalLM) or llama2.c format"),
+    "export": (C.ExportConfig, "export a checkpoint to Hugging Face (LlamaForCausalLM), llama2.c or GGUF (llama.cpp)"),
     "import": (C.ImportConfig, "import a Hugging Face Llama directory or a llama2.c .bin as a tinylm checkpoint"),
     "rm": (C.RMConfig, "train a reward model (SFT model + scalar head, Bradley-Terry) on preference pairs (resumable)"),
     "rft": (C.RFTConfig, "best-of-n rejection-sampling fine-tuning of an SFT model (resumable)"),
@@ -147,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", metavar="RESULTS", help="eval output directories or eval.json files")
     p.add_argument("--out", default="", help="also write the table to this Markdown file")
     _add_report_parser(sub)
+    p = sub.add_parser("board", help="training curves of several runs side by side in TensorBoard",
+                       description="Open TensorBoard on the runs' tb/ event files (--train.tracker tensorboard); a run "
+                                   "trained without a tracker gets tb/ written from its metrics.jsonl first.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="training run directories (pretraining, sft, ...)")
+    p.add_argument("--port", type=int, default=6006, help="TensorBoard's port (default: 6006)")
+    p.add_argument("--print_only", action="store_true", help="print the tensorboard command instead of running it")
     return parser
 
 
@@ -254,6 +261,14 @@ def _main(argv=None) -> int:
 
         eval_stage.list_tasks() if args.command == "eval" else eval_stage.compare(args.results, args.out)
         return 0
+    if args.command == "board":
+        from tinylm.train.tracker import TrackerError, board
+
+        try:
+            return board(args.runs, args.port, args.print_only)
+        except (TrackerError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     if args.command == "report":
         from tinylm.stages import report
 
@@ -399,7 +414,8 @@ def run_pipeline(p: C.PipelineConfig) -> None:
     if not (data / "prepare.json").exists():
         prepare.run(C.PrepareConfig(corpus=p.corpus, tokenizer=str(tok_path), out=str(data),
                                     max_train_bytes=p.max_train_bytes))
-    train = C.TrainConfig(run_dir=str(run), data=str(data), max_steps=p.max_steps, device=p.device, compile=p.compile)
+    train = C.TrainConfig(run_dir=str(run), data=str(data), max_steps=p.max_steps, device=p.device, compile=p.compile,
+                          tracker=p.tracker)
     pretrain.run(C.PretrainConfig(model=C.model_preset(p.preset), train=train), resume=True)
     for text in ("gutenberg-children", "tinystories"):
         out = run / f"bpb-{text}.json"
@@ -417,7 +433,7 @@ def run_pipeline(p: C.PipelineConfig) -> None:
         return
     sft_dir = run / "sft"
     sft_train = dataclasses.replace(C.SFTConfig().train, run_dir=str(sft_dir), max_steps=p.sft_steps,
-                                    device=p.device, compile=p.compile)
+                                    device=p.device, compile=p.compile, tracker=p.tracker)
     sft.run(C.SFTConfig(checkpoint=str(run), mixture=p.sft_mixture, train=sft_train), resume=True)
     for name, ckpt in (("base", run), ("sft", sft_dir)):
         if _up_to_date(run / f"ifeval-{name}.json", ckpt):

@@ -131,6 +131,8 @@ class TrainConfig:
     save_every: int = 250  # steps between checkpoints; 0 = only the final one
     keep_last: int = 3  # keep the newest N checkpoints; 0 = keep all
     init_from: str = ""  # start from this checkpoint's weights (later stages: SFT, DPO, ...)
+    tracker: str = ""  # mirror metrics and samples live: tensorboard | wandb (offline) | "" (metrics.jsonl only)
+    tracker_dir: str = ""  # tracker log directory; default <run_dir>/tb (tensorboard) or <run_dir>/wandb
 
 
 @dataclass
@@ -308,8 +310,9 @@ class IFEvalConfig:
 @dataclass
 class ExportConfig:
     checkpoint: str = "runs/default"  # run dir or checkpoint dir
-    format: str = "hf"  # hf (transformers LlamaForCausalLM directory) | llama2c (run.c model.bin + tokenizer.bin)
-    out: str = "runs/default/export-hf"  # output directory; must not be an existing file
+    format: str = "hf"  # hf (transformers LlamaForCausalLM directory) | llama2c (run.c model.bin + tokenizer.bin) | gguf (llama.cpp)
+    out: str = "runs/default/export-hf"  # output directory (not an existing file); gguf: a .gguf file or a directory for model-<outtype>.gguf
+    outtype: str = "f32"  # gguf weights: f32 (exact) | f16 | q8_0 (norm gains stay f32)
 
 
 @dataclass
@@ -375,6 +378,7 @@ class PipelineConfig:
     align: str = "grpo"  # alignment after SFT: grpo | dpo | ppo | rft | none (each also a `tinylm` subcommand)
     align_steps: int = 0  # optimizer steps of the alignment stage (0 = the method's default)
     report: bool = True  # finish with `tinylm report` on the run (PDF only when a TeX engine is installed)
+    tracker: str = ""  # tensorboard | wandb: live curves of pretraining and SFT (`tinylm board RUN RUN/sft`)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     compile: bool = False  # torch.compile the model (first steps slower, then faster)
 
@@ -417,11 +421,13 @@ RANGES: dict[str, dict[str, tuple]] = {
                       lam=UNIT, no_end_penalty=(0.0, None), data_seed=NONNEG, eval_prompts=NONNEG),
 }
 CHOICES: dict[str, dict[str, tuple]] = {
-    "TrainConfig": dict(dtype=("auto", "bf16", "fp16", "fp32"), schedule=("cosine", "wsd"), parallel=("ddp", "fsdp")),
-    "ExportConfig": dict(format=("hf", "llama2c")),
+    "TrainConfig": dict(dtype=("auto", "bf16", "fp16", "fp32"), schedule=("cosine", "wsd"), parallel=("ddp", "fsdp"),
+                        tracker=("", "tensorboard", "wandb")),
+    "ExportConfig": dict(format=("hf", "llama2c", "gguf"), outtype=("f32", "f16", "q8_0")),
     "ImportConfig": dict(format=("hf", "llama2c")),
     "EvalConfig": dict(dtype=("fp32", "bf16")),
-    "PipelineConfig": dict(preset=tuple(MODEL_PRESETS), align=("grpo", "dpo", "ppo", "rft", "none")),
+    "PipelineConfig": dict(preset=tuple(MODEL_PRESETS), tracker=("", "tensorboard", "wandb"),
+                           align=("grpo", "dpo", "ppo", "rft", "none")),
     "DPOConfig": dict(ref_logprobs=("precompute", "online")),
     "PPOConfig": dict(reward=("checker", "rm", "checker+rm")),
 }

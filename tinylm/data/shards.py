@@ -182,7 +182,10 @@ def _tokenize_split(source: Source, split: str, tok, out_dir: Path, stem: str, s
     stats = ReadStats()
     writer, paths, n_tokens, index = None, [], 0, 0
     n_docs = n_bytes = 0  # what was tokenized (with a byte budget, less than what was read)
-    bar = tqdm(desc=f"tokenize {split}", unit="B", unit_scale=True, dynamic_ncols=True)
+    total = source.total_bytes(split)  # decompressed bytes, known up front for local files: the bar's ETA
+    if total and max_bytes:
+        total = min(total, max_bytes)
+    bar = tqdm(desc=f"tokenize {split}", total=total, unit="B", unit_scale=True, dynamic_ncols=True)
     t0 = time.time()
     try:
         docs = source.documents(split, stats)
@@ -200,7 +203,7 @@ def _tokenize_split(source: Source, split: str, tok, out_dir: Path, stem: str, s
                 if shard_tokens > 0 and writer.count >= shard_tokens:
                     paths.append(writer.close())
                     writer, index = None, index + 1
-            bar.update(sum(len(d.encode("utf-8")) for d in batch))
+            bar.update(min(stats.raw_bytes, total or stats.raw_bytes) - bar.n)
             if spent:
                 break
         if writer is not None:

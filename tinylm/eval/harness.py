@@ -35,8 +35,13 @@ START_TOKEN_PROTOCOL = ("lm-eval: the document-start token (the export's bos_tok
 def evaluate(lm, task_names: list[str], limit: int = 0, log=print, on_task=None) -> dict:
     """Run the tasks in order; `on_task(found)` after each one (the harness saves then, so a
     killed run keeps every finished task)."""
+    from tinylm.progress import bar
+
     results, errors = {}, {}
+    tasks_bar = bar(total=len(task_names), desc="eval tasks", unit="task", disable=len(task_names) < 2)
+    log = tasks_bar.write if log is print else log  # lines print above the bar, not through it
     for name in task_names:
+        tasks_bar.set_postfix_str(name)
         task = registry.get(name)
         task.name = name
         lm.counters.requests = lm.counters.truncated = 0
@@ -46,7 +51,9 @@ def evaluate(lm, task_names: list[str], limit: int = 0, log=print, on_task=None)
         except TaskDataError as e:
             errors[name] = str(e)
             log(f"{name}: skipped: {e}")
+            tasks_bar.update(1)
             continue
+        tasks_bar.update(1)
         if not res.get("n"):  # nothing scored is not a result: never let it replace a real one
             errors[name] = "nothing to score (0 examples)"
             log(f"{name}: skipped: nothing to score (0 examples)")
@@ -59,6 +66,7 @@ def evaluate(lm, task_names: list[str], limit: int = 0, log=print, on_task=None)
         log(summary_line(name, res))
         if on_task:
             on_task({"tasks": results, "errors": errors})
+    tasks_bar.close()
     return {"tasks": results, "errors": errors}
 
 

@@ -80,7 +80,7 @@ class LanguageModel:
 
         Each distinct input is run once: requests that differ only in their targets (MMLU's
         " A".." D" after one prompt) read their log-probs off the same row."""
-        from tqdm import tqdm
+        from tinylm.progress import bar
 
         rows: dict[tuple, int] = {}
         inputs: list[tuple] = []
@@ -109,9 +109,8 @@ class LanguageModel:
             batches.append(cur)
         ctx = (torch.autocast(device_type=torch.device(self.device).type, dtype=self.autocast_dtype)
                if self.autocast_dtype else contextlib.nullcontext())
-        show = len(inputs) > 2000
         with torch.inference_mode(), ctx:
-            for batch in tqdm(batches, desc=desc, leave=False, disable=not show, mininterval=5):
+            for batch in bar(batches, desc=desc or "score", unit="batch", disable=len(batches) < 2):
                 width = len(inputs[batch[0]])
                 x = torch.zeros(len(batch), width, dtype=torch.long)
                 pos_r, pos_c, tgts, sizes = [], [], [], []

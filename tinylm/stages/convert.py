@@ -1,7 +1,8 @@
-"""Move models in and out of tinylm: Hugging Face (transformers) and llama2.c formats.
+"""Move models in and out of tinylm: Hugging Face (transformers), llama2.c and GGUF (llama.cpp) formats.
 
 Run: tinylm export --format hf --checkpoint runs/default/sft --out runs/default/export-hf
      tinylm export --format llama2c --checkpoint runs/default --out runs/default/export-llama2c
+     tinylm export --format gguf --checkpoint runs/default/sft --out runs/default/model.gguf [--outtype f16|q8_0]
      tinylm import --format llama2c --path ../shared/data/checkpoints/stories260K.bin \\
                    --tokenizer ../shared/data/checkpoints/tok512.bin --out runs/stories260K
      tinylm import --format hf --path some-llama-dir --out runs/imported
@@ -51,9 +52,16 @@ def export(cfg: ExportConfig) -> Path:
     elif cfg.format == "llama2c":
         out.mkdir(parents=True, exist_ok=True)
         llama2c.export(model, tok, out / "model.bin", out / "tokenizer.bin")
+    elif cfg.format == "gguf":
+        from tinylm.interop import gguf as gguf_io
+
+        if out.suffix != ".gguf":
+            out = out / f"model-{cfg.outtype}.gguf"
+        gguf_io.write_gguf(model, tok, out, cfg.outtype, meta)
     else:
-        raise ValueError(f"unknown export format {cfg.format!r}; choose hf or llama2c")
-    print(f"export: {find_checkpoint(cfg.checkpoint)} -> {out} ({cfg.format})")
+        raise ValueError(f"unknown export format {cfg.format!r}; choose hf, llama2c or gguf")
+    print(f"export: {find_checkpoint(cfg.checkpoint)} -> {out} ({cfg.format}"
+          + (f", {cfg.outtype}, {out.stat().st_size / 1e6:.1f} MB)" if cfg.format == "gguf" else ")"))
     return out
 
 

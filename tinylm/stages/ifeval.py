@@ -16,6 +16,7 @@ from pathlib import Path
 from tinylm.chat import respond
 from tinylm.config import IFEvalConfig, to_dict
 from tinylm.eval.tasks.generation import score_instructions, summarize_instructions
+from tinylm.progress import summary
 from tinylm.runtime import resolve_device
 from tinylm.tasks import get_task
 from tinylm.train.checkpoint import find_checkpoint, load_model
@@ -54,6 +55,7 @@ def run(cfg: IFEvalConfig) -> dict:
           f"responses (reference answers score {out['reference_score']:.3f})")
     for kind, v in by_kind.items():
         print(f"  {kind:<14} {v['score']:.3f} ± {v['ci95']:.3f} (n={v['n']})")
+    summary("ifeval", f"{len(rows)} responses to {len(examples)} prompts", out["seconds"], cfg.out or None)
     if cfg.out:
         out_path = Path(cfg.out)
         out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from tinylm.config import TrainConfig
 from tinylm.runtime import Runtime, peak_flops, remeasure_peak
-from tinylm.train import parallel
+from tinylm.train import parallel, tracker
 from tinylm.train.checkpoint import (CheckpointError, find_checkpoint, list_checkpoints, load_model_weights,
                                      optimizer_state, read_meta, read_tensors, remove_stale_temp,
                                      restore_training_state, save_checkpoint)
@@ -114,6 +114,11 @@ class Trainer:
             self.train_model = torch.compile(self.train_model)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", rt.is_main)
         self.samples = MetricsLog(self.run_dir / "samples.jsonl", rt.is_main)
+        # a live view of the same rows (TensorBoard / W&B); checked now so a missing package fails before training
+        self.tracker_dir = Path(cfg.tracker_dir) if cfg.tracker_dir else tracker.default_dir(cfg.tracker, self.run_dir)
+        if rt.is_main:
+            tracker.check(cfg.tracker, self.tracker_dir)
+        self.tracker = tracker.Tracker()
         self.step, self.tokens_seen, self.elapsed = 0, 0, 0.0
         self.loss_tokens = 0  # targets that carried loss (all tokens in pretraining; assistant tokens in SFT)
         self._loss_tokens = torch.zeros((), dtype=torch.long, device=rt.device)
@@ -219,6 +224,7 @@ class Trainer:
             return
         for r in rows:
             self.samples.write(dict(r, step=self.step))
+        self.tracker.log_samples(self.step, rows)
         if rows:
             tqdm.write(f"--- sample at step {self.step} ---\n{rows[0]['text'][:400]}\n---")
 
@@ -293,6 +299,9 @@ class Trainer:
                 self._load_weights(find_checkpoint(cfg.init_from), with_optimizer=False)
             self.metrics.truncate_after(-1)
             self.samples.truncate_after(-1)
+        if rt.is_main:  # first step logged from here: 0, or the checkpoint's step + 1 (later events purged)
+            self.tracker = tracker.create(self.cfg.tracker, self.tracker_dir, self.step + 1 if self.step else 0,
+                                          self.run_dir.name, self.run_config)
         peak, peak_src = peak_flops(rt.device, rt.dtype) if self.flops_per_token else (0.0, "")
         if rt.is_main:
             mean_len = getattr(self.train_data, "mean_length", None)  # padded conversations (SFT)
@@ -307,7 +316,9 @@ class Trainer:
                   + (f"; peak {peak / 1e12:.3f} TFLOP/s ({peak_src})" if peak else ""))
         remeasured = False
         if self.step == 0 and cfg.eval_every > 0:
-            self.metrics.write({"step": 0, "tokens": 0, **self._evaluate(), "elapsed_s": 0.0})
+            row = {"step": 0, "tokens": 0, **self._evaluate(), "elapsed_s": 0.0}
+            self.metrics.write(row)
+            self.tracker.log_metrics(row)
         self.model.train()
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not rt.is_main, dynamic_ncols=True, unit="step")
         window_losses: list[torch.Tensor] = []
@@ -370,6 +381,7 @@ class Trainer:
                     if do_eval:
                         row.update(self._evaluate())
                     self.metrics.write(row)
+                    self.tracker.log_metrics(row)
                     bar.set_postfix(loss=f"{row['loss']:.3f}", **({"val_bpb": f"{row['val_bpb']:.3f}"} if "val_bpb" in row else {}),
                                     tok_s=f"{tps:,.0f}")
                     window_losses, window_stats, tokens_window = [], {}, 0
@@ -387,5 +399,6 @@ class Trainer:
                     self.on_step(self.step)
         finally:
             bar.close()
+            self.tracker.close()
         self.elapsed = elapsed_before + time.perf_counter() - t_fit
         return {"step": self.step, "tokens": self.tokens_seen, "elapsed_s": self.elapsed, **self.last_eval}
