@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make run    create .venv, install tinylm, run the default pipeline:
-#               tokenizer -> prepare -> pretrain -> bpb -> sample -> eval (base) -> sft -> ifeval (base, sft) -> eval (sft) -> report -> chat
+#               tokenizer -> prepare -> pretrain -> bpb -> sample -> eval (base) -> sft -> ifeval (base, sft) -> eval (sft) -> align (+ ifeval) -> report -> chat
 #   make test   create .venv, install tinylm with every extra (dev, hf, test), run the test suite
 # TORCH pins the PyTorch build: the default is the CPU wheel this project is tested with; on a GPU
 # machine use e.g. `make run TORCH="torch --index-url https://download.pytorch.org/whl/cu128"`.

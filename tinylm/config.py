@@ -158,6 +158,124 @@ class SFTConfig:
     train: TrainConfig = field(default_factory=_sft_train_defaults)
 
 
+# ---------------------------------------------------------------------------------------------
+# Alignment (after SFT): reward model, best-of-n, DPO, PPO, GRPO. Each starts from an SFT checkpoint.
+
+
+def _align_train_defaults(run_dir: str, lr: float, max_steps: int, batch_size: int = 16) -> "TrainConfig":
+    return TrainConfig(run_dir=run_dir, lr=lr, max_steps=max_steps, warmup_steps=5, batch_size=batch_size,
+                       total_batch_tokens=batch_size * 256, dtype="fp32", weight_decay=0.0, min_lr_frac=1.0,
+                       log_every=1, eval_every=25, eval_batches=1, sample_every=0, save_every=10, keep_last=2)
+
+
+@dataclass
+class SamplingConfig:
+    """On-policy sampling from the SFT model on training-split checkable instructions."""
+
+    prompts: int = 600  # training prompts to sample for
+    samples: int = 8  # answers per prompt (K)
+    temperature: float = 1.0  # sampling temperature
+    top_k: int = 0  # 0 = off
+    max_new_tokens: int = 120  # answer length limit in tokens
+    kinds: str = ""  # comma-separated instruction kinds to use ("" = all)
+    compile: bool = False  # compiled decoding (pays off for long runs)
+
+
+@dataclass
+class RolloutConfig:
+    """RL rollouts: `prompts` x `group_size` answers per rollout, then `epochs` passes of
+    `minibatches` optimizer steps over them (after the first step the ratio differs from 1 and
+    the clipping acts)."""
+
+    prompts: int = 8  # prompts per rollout (per rank)
+    group_size: int = 8  # answers per prompt (GRPO's G)
+    minibatches: int = 2  # optimizer steps per pass over a rollout
+    epochs: int = 1  # passes over each rollout
+    temperature: float = 1.0  # sampling temperature
+    top_k: int = 0  # 0 = off
+    max_new_tokens: int = 120  # answer length limit in tokens
+    kinds: str = ""  # instruction kinds to train on ("" = all)
+    compile: bool = False  # compiled decoding for the rollouts
+
+
+@dataclass
+class RMConfig:
+    checkpoint: str = "runs/default/sft"  # the SFT model the reward model starts from
+    pairs: str = "hh-rlhf"  # hh-rlhf[:SUBSET] | on-policy | pairs:PATH | pairs-lenient:PATH
+    heldout_percent: float = 10.0  # pairs held out for pairwise accuracy
+    also_eval: str = ""  # other pair sources whose held-out pairs are scored at the end (e.g. on-policy, hh-rlhf)
+    task: str = "instructions"  # on-policy pairs: checkable task and its held-out split seed
+    data_seed: int = 0  # must match the SFT data_seed so the held-out prompts stay held out
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # on-policy sampling (see SamplingConfig flags)
+    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/rm", 1e-4, 200))  # optimisation (see TrainConfig flags)
+
+
+@dataclass
+class RFTConfig:
+    """Best-of-n rejection-sampling fine-tuning (Llama 2, §3.2.3)."""
+
+    checkpoint: str = "runs/default/sft"  # the SFT (policy) checkpoint or run to start from
+    task: str = "instructions"  # checkable task whose train split gives prompts and whose checker gives rewards
+    data_seed: int = 0  # must match the SFT data_seed so the held-out prompts stay held out
+    min_score: float = 1.0  # keep a prompt's best answer only when it scores at least this (and is not degenerate)
+    guard: bool = True  # degenerate answers are never kept
+    eval_prompts: int = 48  # held-out prompts scored (greedy) at each evaluation
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # on-policy sampling (see SamplingConfig flags)
+    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/rft", 3e-4, 150, 32))  # optimisation (see TrainConfig flags)
+
+
+@dataclass
+class DPOConfig:
+    checkpoint: str = "runs/default/sft"  # policy start and, unless `reference` is set, the frozen reference
+    reference: str = ""  # reference model ("" = checkpoint)
+    pairs: str = "on-policy"  # on-policy | hh-rlhf[:SUBSET] | pairs:PATH | pairs-lenient:PATH
+    beta: float = 0.1  # KL strength (Rafailov et al. 2023)
+    ref_logprobs: str = "precompute"  # precompute (one pass before training) | online (reference forward per batch)
+    task: str = "instructions"  # checkable task whose train split gives prompts and whose checker gives rewards
+    data_seed: int = 0  # must match the SFT data_seed so the held-out prompts stay held out
+    guard: bool = True  # on-policy pairs: degenerate answers score 0
+    eval_prompts: int = 48  # held-out prompts scored (greedy) at each evaluation (0 = none)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # on-policy sampling (see SamplingConfig flags)
+    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/dpo", 1e-4, 150))  # optimisation (see TrainConfig flags)
+
+
+@dataclass
+class GRPOConfig:
+    checkpoint: str = "runs/default/sft"  # the SFT (policy) checkpoint or run to start from
+    reference: str = ""  # KL reference ("" = checkpoint)
+    task: str = "instructions"  # checkable task whose train split gives prompts and whose checker gives rewards
+    data_seed: int = 0  # must match the SFT data_seed so the held-out prompts stay held out
+    beta: float = 0.04  # weight of the k3 KL to the reference (Shao et al. 2024)
+    clip: float = 0.2  # ratio clipping epsilon (Schulman et al. 2017)
+    guard: bool = True  # reward-hacking guard: degenerate answers get reward 0
+    max_dead_fraction: float = 0.9  # refuse to start when the estimated fraction of dead groups is above this
+    dead_estimate_prompts: int = 32  # prompts sampled before training to estimate dead groups (0 = skip)
+    eval_prompts: int = 48  # held-out prompts scored (greedy) at each evaluation (0 = none)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)  # rollouts (see RolloutConfig flags)
+    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/grpo", 1e-4, 100, 32))  # optimisation (see TrainConfig flags)
+
+
+@dataclass
+class PPOConfig:
+    checkpoint: str = "runs/default/sft"  # policy start; the value head starts at zero
+    reference: str = ""  # KL reference ("" = checkpoint)
+    reward: str = "checker"  # checker | rm | checker+rm
+    reward_model: str = ""  # a `tinylm rm` run (for reward rm or checker+rm)
+    task: str = "instructions"  # checkable task whose train split gives prompts and whose checker gives rewards
+    data_seed: int = 0  # must match the SFT data_seed so the held-out prompts stay held out
+    kl_coef: float = 0.05  # per-token KL penalty to the reference in the reward (InstructGPT's beta)
+    clip: float = 0.2  # ratio clipping epsilon (Schulman et al. 2017)
+    value_clip: float = 0.2  # value clipping range
+    vf_coef: float = 0.5  # weight of the value loss
+    gamma: float = 1.0  # discount
+    lam: float = 0.95  # GAE lambda
+    no_end_penalty: float = 1.0  # subtracted from the reward of an answer that never emits <|end|>
+    guard: bool = True  # reward-hacking guard: degenerate answers get reward 0
+    eval_prompts: int = 48  # held-out prompts scored (greedy) at each evaluation (0 = none)
+    rollout: RolloutConfig = field(default_factory=lambda: RolloutConfig(prompts=16, group_size=2, minibatches=2, epochs=2))  # rollouts (see RolloutConfig flags)
+    train: TrainConfig = field(default_factory=lambda: _align_train_defaults("runs/default/ppo", 1e-4, 100, 16))  # optimisation (see TrainConfig flags)
+
+
 @dataclass
 class ChatConfig:
     checkpoint: str = "runs/default/sft"  # run dir or checkpoint dir of an SFT model
@@ -274,6 +392,8 @@ class PipelineConfig:
     ifeval_n: int = 300  # held-out checkable instructions scored for the base and the SFT model
     eval_tasks: str = "quick"  # `tinylm eval` suite or task list for the base and SFT models ("" = skip)
     eval_limit: int = 200  # examples per evaluation task (per paradigm for BLiMP) to keep `make run` short; 0 = all
+    align: str = "grpo"  # alignment after SFT: grpo | dpo | ppo | rft | none (each also a `tinylm` subcommand)
+    align_steps: int = 0  # optimizer steps of the alignment stage (0 = the method's default)
     report: bool = True  # finish with `tinylm report` on the run (PDF only when a TeX engine is installed)
     tracker: str = ""  # tensorboard | wandb: live curves of pretraining and SFT (`tinylm board RUN RUN/sft`)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
@@ -307,7 +427,17 @@ RANGES: dict[str, dict[str, tuple]] = {
                         max_body_bytes=POS, timeout=(1e-9, None), threads=NONNEG),
     "BpbConfig": dict(context_len=NONNEG, batch_size=POS, max_bytes=NONNEG),
     "PipelineConfig": dict(vocab_size=(263, None), max_steps=POS, max_train_bytes=NONNEG, sft_steps=NONNEG,
-                           ifeval_n=NONNEG, eval_limit=NONNEG),
+                           ifeval_n=NONNEG, eval_limit=NONNEG, align_steps=NONNEG),
+    "SamplingConfig": dict(prompts=NONNEG, samples=(2, None), temperature=(0.0, None), top_k=NONNEG, max_new_tokens=POS),
+    "RolloutConfig": dict(prompts=POS, group_size=POS, minibatches=POS, epochs=POS, temperature=(1e-9, None), top_k=NONNEG,
+                          max_new_tokens=POS),
+    "RMConfig": dict(heldout_percent=(0.0, 99.0), data_seed=NONNEG),
+    "RFTConfig": dict(data_seed=NONNEG, min_score=UNIT, eval_prompts=NONNEG),
+    "DPOConfig": dict(beta=(1e-9, None), data_seed=NONNEG, eval_prompts=NONNEG),
+    "GRPOConfig": dict(beta=(0.0, None), clip=(1e-9, 1.0), data_seed=NONNEG, max_dead_fraction=UNIT,
+                       dead_estimate_prompts=NONNEG, eval_prompts=NONNEG),
+    "PPOConfig": dict(kl_coef=(0.0, None), clip=(1e-9, 1.0), value_clip=(0.0, None), vf_coef=(0.0, None), gamma=UNIT,
+                      lam=UNIT, no_end_penalty=(0.0, None), data_seed=NONNEG, eval_prompts=NONNEG),
 }
 CHOICES: dict[str, dict[str, tuple]] = {
     "TrainConfig": dict(dtype=("auto", "bf16", "fp16", "fp32"), schedule=("cosine", "wsd"), parallel=("ddp", "fsdp"),
@@ -315,7 +445,10 @@ CHOICES: dict[str, dict[str, tuple]] = {
     "ExportConfig": dict(format=("hf", "llama2c", "gguf"), outtype=("f32", "f16", "q8_0")),
     "ImportConfig": dict(format=("hf", "llama2c")),
     "EvalConfig": dict(dtype=("fp32", "bf16")),
-    "PipelineConfig": dict(preset=tuple(MODEL_PRESETS), tracker=("", "tensorboard", "wandb")),
+    "PipelineConfig": dict(preset=tuple(MODEL_PRESETS), tracker=("", "tensorboard", "wandb"),
+                           align=("grpo", "dpo", "ppo", "rft", "none")),
+    "DPOConfig": dict(ref_logprobs=("precompute", "online")),
+    "PPOConfig": dict(reward=("checker", "rm", "checker+rm")),
 }
 
 

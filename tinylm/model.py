@@ -236,6 +236,27 @@ class GPT(nn.Module):
         return n
 
 
+class GPTWithHead(GPT):
+    """The GPT plus a scalar head on the final normed hidden state: a reward model (InstructGPT
+    §3.5: the SFT model with its unembedding kept and a scalar projection added) or, on a policy,
+    PPO's value head. Its checkpoint is the GPT's weights plus `score_head.*`."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        self.score_head = nn.Linear(cfg.n_embd, 1)
+        nn.init.zeros_(self.score_head.weight)
+        nn.init.zeros_(self.score_head.bias)
+
+    def forward(self, idx, kv_cache: KVCache | None = None, return_hidden: bool = False, heads: str = "lm"):
+        """heads="lm": as GPT.forward; "score": scalar per position (B, T) in fp32; "both": (logits
+        (B, T, V), scores (B, T)) from one trunk pass. Called through forward so DDP sees it."""
+        if heads == "lm":
+            return super().forward(idx, kv_cache, return_hidden)
+        h = super().forward(idx, kv_cache, return_hidden=True)  # (B, T, C)
+        scores = self.score_head(h).squeeze(-1).float()
+        return scores if heads == "score" else (self.lm_head(h), scores)
+
+
 def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
     """Training FLOPs per token (forward + backward = 3x forward), PaLM appendix B convention:
     6 * (matmul parameters, including the output head) + 12 * n_layer * n_embd * seq_len for the

@@ -151,6 +151,38 @@ def generate_batch(model: GPT, prompts: torch.Tensor, max_new_tokens: int, tempe
     return out
 
 
+@torch.no_grad()
+def sample_group(model: GPT, prompt: list[int], n: int, max_new_tokens: int, stop_id: int, temperature: float = 1.0,
+                 top_k: int = 0, generator: torch.Generator | None = None, compile: bool = False) -> list[list[int]]:
+    """n answers to one prompt at once (RL rollouts, best-of-n): one prefill of the prompt, then
+    batched decoding until every row has emitted `stop_id` or max_new_tokens. Returns each row's
+    tokens up to and including its first stop id (absent when it never stopped). The cache spans
+    the whole context whatever the prompt length, so compiled decoding keeps one graph per n."""
+    max_new_tokens = min(max_new_tokens, model.cfg.seq_len - len(prompt))
+    if max_new_tokens < 1:
+        raise ValueError(f"prompt of {len(prompt)} tokens leaves no room in a context of {model.cfg.seq_len}")
+    p = next(model.parameters())
+    cache = KVCache(model.cfg, n, model.cfg.seq_len, p.device, p.dtype)
+    ids = torch.tensor([prompt] * n, dtype=torch.long, device=p.device)
+    logits = model(ids, kv_cache=cache)[:, -1]
+    decode = Decoder(model, cache, compile)
+    out = torch.empty(n, max_new_tokens, dtype=torch.long, device=p.device)
+    done = torch.zeros(n, dtype=torch.bool, device=p.device)
+    steps = 0
+    for i in range(max_new_tokens):
+        nxt = sample_next(logits, temperature, top_k, generator=generator)
+        out[:, i] = nxt
+        steps = i + 1
+        done |= nxt == stop_id
+        if bool(done.all()) or i + 1 == max_new_tokens:
+            break
+        logits = decode(nxt)
+    rows = []
+    for row in out[:, :steps].tolist():
+        rows.append(row[: row.index(stop_id) + 1] if stop_id in row else row)
+    return rows
+
+
 class TextStream:
     """Turns a stream of token ids into printable text pieces. A UTF-8 character can span several
     byte-level tokens, so text is only released once it no longer ends in a partial character.

@@ -214,6 +214,8 @@ def load_model(path, device="cpu"):
 
     ckpt = find_checkpoint(path)
     meta = read_meta(ckpt)
+    if meta.get("stage") == "rm":
+        raise ValueError(f"{ckpt} is a reward model (tinylm rm: scalar head), not a language model to sample from")
     try:
         cfg = from_dict(ModelConfig, meta["config"]["model"])
     except (KeyError, TypeError) as e:
@@ -221,7 +223,9 @@ def load_model(path, device="cpu"):
     tok = Tokenizer.load(ckpt / "tokenizer.json")
     check_tokenizer(tok, meta, ckpt / "meta.json", cfg.vocab_size)
     model = GPT(cfg)
-    load_model_weights(model, ckpt / "model.safetensors")
+    # a PPO policy carries its value head (score_head.*); generation does not need it
+    sd = {k: v for k, v in read_tensors(ckpt / "model.safetensors").items() if not k.startswith("score_head.")}
+    load_state_dict_checked(model, sd, ckpt / "model.safetensors")
     model.to(device).eval()
     return model, tok, meta
 

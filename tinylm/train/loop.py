@@ -1,7 +1,8 @@
 """The training loop: one loop for every stage (pretraining now; SFT, reward model, DPO, RL later).
 
 A stage hands the Trainer a model, a batch source (anything with `next_batch()`,
-`state_dict()` and `load_state_dict()`), an objective `objective(model, batch) -> (loss, n)`, and
+`state_dict()` and `load_state_dict()`), an objective `objective(model, batch) -> (loss, n)` or
+`(loss, n, metrics)` (a dict of scalars averaged over the log window into metrics.jsonl), and
 optional `evaluate(model) -> dict` and `sample(model, step) -> list[dict]` hooks. The loop owns
 everything else: AdamW, the LR schedule, gradient accumulation derived from a token budget,
 autocast, optional torch.compile, clipping, logging to metrics.jsonl, checkpoints and exact resume,
@@ -236,6 +237,7 @@ class Trainer:
         is the plain mean over micro-batches). Returns (that mean loss, token positions computed
         by all ranks, padding included); the gradients are left in the parameters."""
         step_sum = torch.zeros((), device=self.rt.device)  # summed loss over the step's loss tokens
+        self.step_stats: dict[str, torch.Tensor] = {}
         step_n = torch.zeros((), device=self.rt.device)
         positions = 0
         for micro in range(self.accum):
@@ -245,7 +247,11 @@ class Trainer:
             # DDP/FSDP: reduce gradients only on the last micro-batch of the step
             with parallel.gradient_sync(self.train_model, sync=micro == self.accum - 1):
                 with self.rt.autocast():
-                    loss, n = self.objective(self.train_model, batch)
+                    out = self.objective(self.train_model, batch)
+                loss, n = out[0], out[1]
+                for k, v in (out[2] if len(out) > 2 else {}).items():  # an objective's own metrics (reward, KL, ...)
+                    v = v.detach().float() if torch.is_tensor(v) else torch.tensor(float(v))
+                    self.step_stats[k] = self.step_stats.get(k, 0.0) + v / self.accum
                 n = torch.as_tensor(n, device=loss.device)
                 (loss * n).backward()  # the micro-batch's summed loss; divided by the step's count below
             step_sum += loss.detach().float() * n
@@ -316,6 +322,7 @@ class Trainer:
         self.model.train()
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not rt.is_main, dynamic_ncols=True, unit="step")
         window_losses: list[torch.Tensor] = []
+        window_stats: dict[str, list[torch.Tensor]] = {}
         t_window, tokens_window = time.perf_counter(), 0
         t_fit, elapsed_before = time.perf_counter(), self.elapsed  # wall-clock, resumes included
         check_every_step = rt.device.type == "cpu"  # on GPU, checking costs a sync; do it at log steps
@@ -328,6 +335,8 @@ class Trainer:
                 self.tokens_seen += positions
                 tokens_window += positions
                 window_losses.append(step_loss)
+                for k, v in self.step_stats.items():
+                    window_stats.setdefault(k, []).append(v)
                 self.elapsed = elapsed_before + time.perf_counter() - t_fit
 
                 do_eval = cfg.eval_every > 0 and (self.step % cfg.eval_every == 0 or self.step == cfg.max_steps)
@@ -368,13 +377,14 @@ class Trainer:
                                 tqdm.write(f"note: throughput exceeded the measured peak; re-measured it: "
                                            f"{peak / 1e12:.3f} TFLOP/s")
                         row["mfu"] = round(mfu, 4) if mfu <= 1 else None  # above 100% is a measurement error
+                    row.update({k: sum(float(x) for x in v) / len(v) for k, v in window_stats.items()})
                     if do_eval:
                         row.update(self._evaluate())
                     self.metrics.write(row)
                     self.tracker.log_metrics(row)
                     bar.set_postfix(loss=f"{row['loss']:.3f}", **({"val_bpb": f"{row['val_bpb']:.3f}"} if "val_bpb" in row else {}),
                                     tok_s=f"{tps:,.0f}")
-                    window_losses, tokens_window = [], 0
+                    window_losses, window_stats, tokens_window = [], {}, 0
                 if cfg.sample_every > 0 and (self.step % cfg.sample_every == 0 or self.step == cfg.max_steps):
                     self._sample()
                 if do_save:
