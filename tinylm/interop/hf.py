@@ -100,9 +100,12 @@ def model_card(cfg: ModelConfig, meta: dict, params: int, extra: dict | None = N
 
 def export_hf(model, tok, meta: dict, out_dir, scores: dict | None = None) -> Path:
     """Write `out_dir` loadable by AutoModelForCausalLM / AutoTokenizer.from_pretrained."""
+    cfg = model.cfg
+    if not cfg.is_llama:
+        raise ValueError(f"only the Llama architecture exports (this model: pos_emb={cfg.pos_emb}, mlp={cfg.mlp}, "
+                         f"norm={cfg.norm}, norm_position={cfg.norm_position})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = model.cfg
     chat_ok = tok.has_chat_tokens()
     end = tok.hf.token_to_id("<|end|>") if chat_ok else None
     eos_ids = [i for i in (end, tok.eot_id) if i is not None]

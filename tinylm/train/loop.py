@@ -213,7 +213,7 @@ class Trainer:
         (no host sync) and the number of token positions computed by all ranks (padding included).
         bench/train_throughput.py times exactly this method."""
         for g in self.optimizer.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)  # Muon's groups run at muon_lr / lr times the schedule
         step_loss = torch.zeros((), device=self.rt.device)
         positions = 0
         for micro in range(self.accum):
