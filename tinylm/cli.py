@@ -15,6 +15,7 @@
     tinylm export     --format hf|llama2c --checkpoint C --out D                (ExportConfig)
     tinylm import     --format hf|llama2c --path P [--tokenizer T] --out RUN    (ImportConfig)
     tinylm pipeline   [--field v]    the default pipeline, stage after stage    (PipelineConfig)
+    tinylm sweep      --out DIR [--sizes LxD,..] [--budgets C,..] [--grid F=a,b] [--seeds s,..]   grid of runs
     tinylm report     RUN_DIR [RUN_DIR ...] [--out DIR] [--no_pdf]   technical report from artifacts
 
 Every field of a stage's config is a flag; `--config FILE.json` loads a saved config first and
@@ -118,7 +119,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", metavar="RESULTS", help="eval output directories or eval.json files")
     p.add_argument("--out", default="", help="also write the table to this Markdown file")
     _add_report_parser(sub)
+    _add_experiment_parsers(sub)
     return parser
+
+
+def _add_experiment_parsers(sub) -> None:
+    p = sub.add_parser("sweep", help="a grid of pretraining runs (sizes x FLOP budgets, or fields x seeds), resumable "
+                                     "cell by cell, into one results table",
+                       description="Each cell is an ordinary pretraining run in OUT/cells/; finished cells are skipped, "
+                                   "a killed one resumes. Writes OUT/sweep.json and OUT/sweep.csv. --model.* and "
+                                   "--train.* flags set the base config of every cell.")
+    p.add_argument("--out", required=True, help="sweep directory (cells, sweep.json, sweep.csv)")
+    p.add_argument("--name", default="", help="sweep name in the table (default: the --out directory's name)")
+    p.add_argument("--sizes", default="", help="model shapes LAYERSxWIDTH, comma-separated (e.g. 2x64,4x128)")
+    p.add_argument("--budgets", default="", help="training FLOPs per cell, comma-separated (e.g. 1e12,3e12); steps follow")
+    p.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
+                   help="a config field and its values (repeatable: the grid is their product)")
+    p.add_argument("--seeds", default="", help="train.seed values, comma-separated (default: the base seed)")
+    p.add_argument("--head_dim", type=int, default=32, help="--sizes: attention head width (n_head = width / head_dim)")
+    p.add_argument("--min_steps", type=int, default=10, help="skip budget cells with fewer optimizer steps")
+    p.add_argument("--warmup_frac", type=float, default=0.1, help="budget cells: warmup at most this fraction of the steps")
+    p.add_argument("--val_windows", type=int, default=128, help="validation windows for the final bits per byte")
+    p.add_argument("--preset", choices=list(C.MODEL_PRESETS), default=None, help="base model preset (default: 1m)")
+    _add_config_flags(p, C.PretrainConfig)
+
+
+def cmd_sweep(args) -> None:
+    from tinylm.experiments import sweep
+
+    base = _build_config(C.PretrainConfig, args, C.PretrainConfig(model=C.model_preset(args.preset or C.DEFAULT_MODEL)))
+    spec = sweep.SweepSpec(name=args.name or Path(args.out).name, base=base, sizes=sweep.parse_sizes(args.sizes),
+                           budgets=sweep.parse_budgets(args.budgets), grid=sweep.parse_grid(args.grid),
+                           seeds=[int(s) for s in args.seeds.split(",") if s.strip()], head_dim=args.head_dim,
+                           min_steps=args.min_steps, warmup_frac=args.warmup_frac, val_windows=args.val_windows)
+    if spec.budgets and not spec.sizes:
+        raise sweep.SweepError("--budgets needs --sizes (an IsoFLOP grid is model sizes x budgets)")
+    sweep.run(spec, args.out)
 
 
 def _add_report_parser(sub) -> None:
@@ -182,6 +218,15 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
         return 0
+    if args.command in EXPERIMENTS:
+        try:
+            EXPERIMENTS[args.command](args)
+        except ValueError as e:  # SweepError / FitError are ValueErrors with one line naming the input
+            if os.environ.get("TINYLM_DEBUG"):
+                raise
+            print(f"error: {e} (TINYLM_DEBUG=1 shows the traceback)", file=sys.stderr)
+            return 1
+        return 0
     cls = STAGES[args.command][0]
     base = None
     if args.command == "pretrain":
@@ -241,6 +286,9 @@ def main(argv=None) -> int:
         print(f"error: {e} (TINYLM_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
     return 0
+
+
+EXPERIMENTS = {"sweep": cmd_sweep}
 
 
 def _up_to_date(result_json: Path, checkpoint) -> bool:
