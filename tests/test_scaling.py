@@ -87,3 +87,21 @@ def test_figures_are_written(tmp_path):
     fit = scaling.analyse(table, n_boot=12, inits=scaling.init_grid(coarse=True))
     names = scaling.plot(table, fit, tmp_path)
     assert all((tmp_path / f).stat().st_size > 10_000 for f in names)
+
+
+@pytest.mark.slow
+def test_cli_scaling_writes_fit_and_figures_and_errors_in_one_line(tmp_path, capsys):
+    import json
+
+    from tinylm.cli import main
+
+    (tmp_path / "sweep.json").write_text(json.dumps({"sweep": "syn", "rows": synthetic_rows(per_budget=5)}))
+    assert main(["scaling", str(tmp_path), "--bootstrap", "10"]) == 0
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    assert set(fit["conventions"]) == set(scaling.PARAM_KEYS) and (tmp_path / "isoflop.png").exists()
+    assert "approach 3: L = " in capsys.readouterr().out
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "sweep.json").write_text("{not json")
+    assert main(["scaling", str(tmp_path / "bad")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not JSON" in err

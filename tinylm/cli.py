@@ -16,6 +16,8 @@
     tinylm import     --format hf|llama2c --path P [--tokenizer T] --out RUN    (ImportConfig)
     tinylm pipeline   [--field v]    the default pipeline, stage after stage    (PipelineConfig)
     tinylm sweep      --out DIR [--sizes LxD,..] [--budgets C,..] [--grid F=a,b] [--seeds s,..]   grid of runs
+    tinylm scaling    SWEEP [--out DIR]   IsoFLOP + parametric scaling-law fits with bootstrap intervals, figures
+    tinylm plan       --fit FIT.json --minutes M | --flops F   recommended shape and steps for a budget
     tinylm report     RUN_DIR [RUN_DIR ...] [--out DIR] [--no_pdf]   technical report from artifacts
 
 Every field of a stage's config is a flag; `--config FILE.json` loads a saved config first and
@@ -142,6 +144,57 @@ def _add_experiment_parsers(sub) -> None:
     p.add_argument("--val_windows", type=int, default=128, help="validation windows for the final bits per byte")
     p.add_argument("--preset", choices=list(C.MODEL_PRESETS), default=None, help="base model preset (default: 1m)")
     _add_config_flags(p, C.PretrainConfig)
+
+    p = sub.add_parser("scaling", help="fit scaling laws to an IsoFLOP sweep (approaches 2 and 3, bootstrap intervals, figures)")
+    p.add_argument("sweep", metavar="SWEEP", help="a sweep directory or its sweep.json")
+    p.add_argument("--out", default="", help="output directory for fit.json and the figures (default: the sweep directory)")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals")
+    p.add_argument("--y", default="val_bpb", help="the loss column to fit")
+
+    p = sub.add_parser("plan", help="measure throughput of candidate shapes and recommend shape + steps for a budget")
+    p.add_argument("--fit", required=True, help="fit.json written by `tinylm scaling`")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--minutes", type=float, help="wall-clock budget on this machine")
+    budget.add_argument("--flops", type=float, help="training FLOPs budget")
+    p.add_argument("--sizes", default="", help="candidate shapes LAYERSxWIDTH (default: the sweep's)")
+    p.add_argument("--head_dim", type=int, default=0, help="attention head width (default: the sweep's)")
+    p.add_argument("--steps", type=int, default=3, help="timed optimizer steps per shape")
+    p.add_argument("--out", default="", help="also write the plan as JSON here")
+    _add_config_flags(p, C.PretrainConfig)
+
+
+def cmd_scaling(args) -> None:
+    from tinylm.experiments import scaling, sweep
+
+    table = sweep.read_table(args.sweep)
+    out = Path(args.out or (args.sweep if Path(args.sweep).is_dir() else Path(args.sweep).parent))
+    out.mkdir(parents=True, exist_ok=True)
+    fit = scaling.analyse(table, y=args.y, n_boot=args.bootstrap)
+    fit["command"] = "tinylm " + " ".join(sys.argv[1:])
+    fit["figures"] = scaling.plot(table, fit, out)
+    C.save_json(fit, out / "fit.json")
+    print(scaling.summary(fit))
+    print(f"wrote {out / 'fit.json'} and {', '.join(str(out / f) for f in fit['figures'])}")
+
+
+def cmd_plan(args) -> None:
+    from tinylm.experiments import plan, sweep
+
+    try:
+        fit = json.loads(Path(args.fit).read_text())
+        base_model = fit.get("base_model") or {}
+        shapes = sweep.parse_sizes(args.sizes) if args.sizes else [tuple(s) for s in fit["shapes"]]
+        head_dim = args.head_dim or fit.get("head_dim") or 32
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"--fit {args.fit}: not a fit written by `tinylm scaling` ({e})") from None
+    base = C.PretrainConfig(model=C.from_dict(C.ModelConfig, base_model) if base_model else C.ModelConfig())
+    cfg = _build_config(C.PretrainConfig, args, base)
+    cands = [plan.shape_config(cfg.model, L, D, head_dim) for L, D in shapes]
+    table = plan.measure_throughput(cands, cfg.train, steps=args.steps)
+    result = plan.recommend(table, fit, minutes=args.minutes, flops=args.flops, batch_tokens=cfg.train.total_batch_tokens)
+    print(plan.format_plan(result))
+    if args.out:
+        C.save_json({**result, "command": "tinylm " + " ".join(sys.argv[1:]), "loadavg": list(os.getloadavg())}, args.out)
 
 
 def cmd_sweep(args) -> None:
@@ -288,7 +341,7 @@ def main(argv=None) -> int:
     return 0
 
 
-EXPERIMENTS = {"sweep": cmd_sweep}
+EXPERIMENTS = {"sweep": cmd_sweep, "scaling": cmd_scaling, "plan": cmd_plan}
 
 
 def _up_to_date(result_json: Path, checkpoint) -> bool:

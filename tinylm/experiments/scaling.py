@@ -394,3 +394,40 @@ def plot(table: dict, fit: dict, out_dir) -> list[str]:
     fig.savefig(out_dir / "frontier.png", dpi=130)
     plt.close(fig)
     return ["isoflop.png", "frontier.png"]
+
+
+# --------------------------------------------------------------------------- text summary
+
+def _fmt(v, ci=None, spec=".3g") -> str:
+    s = format(v, spec)
+    return s + (f" [{format(ci[0], spec)}, {format(ci[1], spec)}]" if ci else "")
+
+
+def summary(fit: dict) -> str:
+    """A few lines per parameter convention: the fitted laws with 95% intervals and tokens per parameter."""
+    lines = [f"scaling fits of {fit.get('sweep')} ({fit['y']}; 95% bootstrap intervals over {fit['n_bootstrap']} resamples)"]
+    for key, conv in fit["conventions"].items():
+        a2, a3 = conv["approach2"], conv["approach3"]
+        lines.append(f"N = {key}:")
+        if "a" in a2:
+            lines.append(f"  approach 2: N_opt ∝ C^{_fmt(a2['a'], a2.get('a_ci'))}, D_opt ∝ C^{_fmt(a2['b'], a2.get('b_ci'))}")
+        for p in a2["per_budget"]:
+            lines.append(f"    C={p['budget']:.0e}: N_opt {_fmt(p['n_opt'], p.get('n_opt_ci'))}, D_opt "
+                         f"{_fmt(p['d_opt'], p.get('d_opt_ci'))}, tokens/param {_fmt(p['tokens_per_param'], p.get('tokens_per_param_ci'))}, "
+                         f"{fit['y']} {p['loss_opt']:.4f}" + ("" if p["inside"] else " (minimum outside the sizes: extrapolated)"))
+        for dr in a2["dropped"]:
+            lines.append(f"    C={dr['budget']:.0e}: dropped ({dr['reason']})")
+        lines.append(f"  approach 3: L = {_fmt(a3['E'], a3.get('E_ci'))} + {_fmt(a3['A'], a3.get('A_ci'))}/N^"
+                     f"{_fmt(a3['alpha'], a3.get('alpha_ci'))} + {_fmt(a3['B'], a3.get('B_ci'))}/D^{_fmt(a3['beta'], a3.get('beta_ci'))}")
+        if "a" in a3:
+            lines.append(f"    exact-FLOPs frontier: N_opt ∝ C^{_fmt(a3['a'], a3.get('a_ci'))}, D_opt ∝ C^{_fmt(a3['b'], a3.get('b_ci'))}"
+                         f" (C = 6ND closed form: {a3['a_closed_form']:.3g}, {a3['b_closed_form']:.3g})")
+        for p in a3["per_budget"]:
+            lines.append(f"    C={p['budget']:.0e}: N_opt {_fmt(p['n_opt'], p.get('n_opt_ci'))}, tokens/param "
+                         f"{_fmt(p['tokens_per_param'], p.get('tokens_per_param_ci'))}")
+    h = fit["holdout"]
+    lines.append(f"leave one budget out (approach 3, N = {h['n_key']}): mean |error| {h['mean_abs_error']:.4f}, "
+                 f"max {h['max_abs_error']:.4f} {fit['y']}")
+    lines.append(f"Chinchilla: ~{fit['chinchilla_tokens_per_param']:.0f} tokens/param; small-scale replications: "
+                 f"~{fit['small_scale_tokens_per_param']:.0f}")
+    return "\n".join(lines)
