@@ -129,7 +129,8 @@ def plan_cells(spec: SweepSpec, vocab_size: int) -> list[Cell]:
     combos = [dict(zip(spec.grid, vals)) for vals in itertools.product(*spec.grid.values())] if spec.grid else [{}]
     seeds = spec.seeds or [base.train.seed]
     cells = []
-    for size, budget, values, seed in itertools.product(spec.sizes or [None], spec.budgets or [None], combos, seeds):
+    # budgets outermost, smallest first: a sweep stopped early still has whole IsoFLOP profiles
+    for budget, size, values, seed in itertools.product(sorted(spec.budgets) or [None], spec.sizes or [None], combos, seeds):
         parts = ([f"L{size[0]}-d{size[1]}"] if size else []) + ([f"C{_short(budget)}"] if budget else []) \
             + [f"{k.split('.')[-1]}={v}" for k, v in values.items()] + [f"s{seed}"]
         cell = Cell(_slug("_".join(parts)), seed, budget, size, values)
