@@ -89,3 +89,20 @@ def test_cli_sweep_error_is_one_line(capsys, prepared, tmp_path):
     rc = main(["sweep", "--out", str(tmp_path / "s"), "--train.data", str(prepared), "--grid", "train.lrr=1,2"])
     err = capsys.readouterr().err.strip()
     assert rc == 1 and err.count("\n") == 0 and "unknown field 'train.lrr'" in err
+
+
+def test_ablation_variants_are_paired_with_the_baseline_by_seed(tiny_model_cfg, tiny_train_cfg, tmp_path):
+    spec = spec_for(tiny_model_cfg, tiny_train_cfg, seeds=[1, 2],
+                    variants=sweep.parse_variants(["untied:model.tie_embeddings=false", "muon:train.optimizer=muon"]))
+    spec.base = dataclasses.replace(spec.base, train=dataclasses.replace(spec.base.train, max_steps=4))
+    table = sweep.run(spec, tmp_path / "abl", command="test")
+    assert [r["cell"] for r in table["rows"]] == ["baseline_s1", "untied_s1", "muon_s1", "baseline_s2", "untied_s2", "muon_s2"]
+    by = {r["cell"]: r for r in table["rows"]}
+    assert by["muon_s1"]["config"]["train"]["optimizer"] == "muon" and by["untied_s2"]["params"] > by["baseline_s2"]["params"]
+    ab = table["ablation"]["untied"]
+    deltas = [by["untied_s1"]["val_bpb"] - by["baseline_s1"]["val_bpb"], by["untied_s2"]["val_bpb"] - by["baseline_s2"]["val_bpb"]]
+    assert ab["n_paired"] == 2 and ab["delta_mean"] == pytest.approx(sum(deltas) / 2)
+    assert ab["delta_std"] == pytest.approx(abs(deltas[0] - deltas[1]) / 2 ** 0.5)
+    assert table["ablation"]["baseline"]["delta_mean"] == 0
+    with pytest.raises(sweep.SweepError, match="unknown field 'train.optimiser'"):
+        sweep.parse_variants(["muon:train.optimiser=muon"])

@@ -138,6 +138,8 @@ def _add_experiment_parsers(sub) -> None:
     p.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
                    help="a config field and its values (repeatable: the grid is their product)")
     p.add_argument("--seeds", default="", help="train.seed values, comma-separated (default: the base seed)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:FIELD=V[,FIELD=V]",
+                   help="an ablation arm, compared with the unchanged base ('baseline') at the same seeds (repeatable)")
     p.add_argument("--head_dim", type=int, default=32, help="--sizes: attention head width (n_head = width / head_dim)")
     p.add_argument("--min_steps", type=int, default=10, help="skip budget cells with fewer optimizer steps")
     p.add_argument("--warmup_frac", type=float, default=0.1, help="budget cells: warmup at most this fraction of the steps")
@@ -197,13 +199,21 @@ def cmd_plan(args) -> None:
         C.save_json({**result, "command": "tinylm " + " ".join(sys.argv[1:]), "loadavg": list(os.getloadavg())}, args.out)
 
 
+def _int_list(flag: str, text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"{flag}: {text!r} is not a comma-separated list of integers") from None
+
+
 def cmd_sweep(args) -> None:
     from tinylm.experiments import sweep
 
     base = _build_config(C.PretrainConfig, args, C.PretrainConfig(model=C.model_preset(args.preset or C.DEFAULT_MODEL)))
     spec = sweep.SweepSpec(name=args.name or Path(args.out).name, base=base, sizes=sweep.parse_sizes(args.sizes),
                            budgets=sweep.parse_budgets(args.budgets), grid=sweep.parse_grid(args.grid),
-                           seeds=[int(s) for s in args.seeds.split(",") if s.strip()], head_dim=args.head_dim,
+                           variants=sweep.parse_variants(args.variant),
+                           seeds=_int_list("--seeds", args.seeds), head_dim=args.head_dim,
                            min_steps=args.min_steps, warmup_frac=args.warmup_frac, val_windows=args.val_windows)
     if spec.budgets and not spec.sizes:
         raise sweep.SweepError("--budgets needs --sizes (an IsoFLOP grid is model sizes x budgets)")

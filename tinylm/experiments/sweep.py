@@ -4,7 +4,11 @@ Two kinds of axes, combined as a Cartesian product:
 - model sizes x compute budgets (IsoFLOP profiles, Hoffmann et al. 2022 approach 2): for each shape
   "LxD" (n_layer x n_embd, heads of `head_dim`) and each budget C in FLOPs, the run trains for
   C / (FLOPs per token x tokens per step) steps; cells under `min_steps` steps are skipped and listed;
-- any config field x values (`--grid model.pos_emb=rope,learned`) and seeds, for ablations.
+- any config field x values (`--grid model.pos_emb=rope,learned`) and seeds;
+- named variants of the base config x seeds, for ablations (`--variant muon:train.optimizer=muon`):
+  each variant is compared with the unchanged base ("baseline") trained with the same seeds, and the
+  table gets an "ablation" block: per variant, mean and seed spread of val bpb and of its paired
+  difference from the baseline.
 
 Every cell is a run directory OUT/cells/<cell>/ written by the one Trainer (checkpoints, metrics.jsonl);
 a finished cell leaves result.json and is skipped next time, a killed one resumes from its newest
@@ -50,6 +54,7 @@ class SweepSpec:
     sizes: list[tuple[int, int]] = field(default_factory=list)  # (n_layer, n_embd)
     budgets: list[float] = field(default_factory=list)  # training FLOPs per cell
     grid: dict[str, list[str]] = field(default_factory=dict)  # dotted config field -> values
+    variants: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {field: value}; "baseline" added
     seeds: list[int] = field(default_factory=list)  # empty: the base config's seed
     head_dim: int = 32  # sizes: n_head = n_embd / head_dim
     min_steps: int = 10  # budget cells with fewer optimizer steps are skipped (recorded as such)
@@ -85,6 +90,26 @@ def parse_budgets(text: str) -> list[float]:
     return out
 
 
+def parse_variants(items: list[str]) -> dict[str, dict[str, str]]:
+    """["muon:train.optimizer=muon,train.lr=0.003", ...] -> {"muon": {...}}."""
+    known = {name for name, _, _ in C.flat_fields(C.PretrainConfig)}
+    out = {}
+    for item in items:
+        name, sep, rest = item.partition(":")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name == "baseline":
+            raise SweepError(f"--variant {item!r}: expected NAME:FIELD=V[,FIELD=V] with a new name (e.g. muon:train.optimizer=muon)")
+        over = {}
+        for kv in rest.split(","):
+            k, eq, v = kv.partition("=")
+            if not eq:
+                raise SweepError(f"--variant {item!r}: {kv!r} is not FIELD=VALUE")
+            if k.strip() not in known:
+                raise SweepError(f"--variant {name}: unknown field {k.strip()!r}")
+            over[k.strip()] = v.strip()
+        out[name] = over
+    return out
+
+
 def parse_grid(items: list[str]) -> dict[str, list[str]]:
     known = {name for name, _, _ in C.flat_fields(C.PretrainConfig)}
     grid = {}
@@ -107,6 +132,7 @@ class Cell:
     budget: float | None
     size: tuple[int, int] | None
     values: dict[str, str]  # grid field -> value
+    variant: str = ""
     cfg: C.PretrainConfig | None = None  # resolved; None when skipped
     skip: str = ""
 
@@ -128,13 +154,16 @@ def plan_cells(spec: SweepSpec, vocab_size: int) -> list[Cell]:
     base = dataclasses.replace(spec.base, model=dataclasses.replace(spec.base.model, vocab_size=vocab_size))
     combos = [dict(zip(spec.grid, vals)) for vals in itertools.product(*spec.grid.values())] if spec.grid else [{}]
     seeds = spec.seeds or [base.train.seed]
+    variants = {"baseline": {}, **spec.variants} if spec.variants else {"": {}}
     cells = []
-    # budgets outermost, smallest first: a sweep stopped early still has whole IsoFLOP profiles
-    for budget, size, values, seed in itertools.product(sorted(spec.budgets) or [None], spec.sizes or [None], combos, seeds):
+    # budgets outermost, smallest first: a sweep stopped early still has whole IsoFLOP profiles;
+    # seeds outside variants, so every variant has its first seed before any has its third
+    for budget, size, values, seed, variant in itertools.product(sorted(spec.budgets) or [None], spec.sizes or [None],
+                                                                 combos, seeds, variants):
         parts = ([f"L{size[0]}-d{size[1]}"] if size else []) + ([f"C{_short(budget)}"] if budget else []) \
-            + [f"{k.split('.')[-1]}={v}" for k, v in values.items()] + [f"s{seed}"]
-        cell = Cell(_slug("_".join(parts)), seed, budget, size, values)
-        over: dict[str, object] = {"train.seed": seed, **values}
+            + [f"{k.split('.')[-1]}={v}" for k, v in values.items()] + ([variant] if variant else []) + [f"s{seed}"]
+        cell = Cell(_slug("_".join(parts)), seed, budget, size, values, variant)
+        over: dict[str, object] = {"train.seed": seed, **values, **variants[variant]}
         if size:
             L, D = size
             if D % spec.head_dim:
@@ -207,7 +236,7 @@ def run_cell(cell: Cell, out: Path, val_windows: int) -> dict:
         bpb = batches_bpb(trainer.model, batches, torch.tensor(tok.token_bytes, dtype=torch.float32), trainer.rt.autocast)
     info = describe(cfg.model)
     row = {
-        "cell": cell.id, "seed": cell.seed, "budget": cell.budget,
+        "cell": cell.id, "seed": cell.seed, "budget": cell.budget, **({"variant": cell.variant} if cell.variant else {}),
         "n_layer": cfg.model.n_layer, "n_embd": cfg.model.n_embd, "n_head": cfg.model.n_head,
         **{k: _typed(cfg, k) for k in cell.values},
         "params": info["params"], "params_non_embedding": info["params_non_embedding"],
@@ -229,18 +258,37 @@ def _typed(cfg, dotted: str):
     return node
 
 
+def ablation_summary(rows: list[dict], y: str = "val_bpb") -> dict:
+    """Per variant: mean and sample standard deviation of `y` over seeds, and of its difference from
+    the baseline with the same seed (paired: the seed fixes the initialisation and the data order)."""
+    import statistics
+
+    base = {r["seed"]: r[y] for r in rows if r.get("variant") == "baseline"}
+    out = {}
+    for name in dict.fromkeys(r["variant"] for r in rows if r.get("variant")):
+        vals = {r["seed"]: r[y] for r in rows if r.get("variant") == name}
+        deltas = [vals[s] - base[s] for s in vals if s in base]
+        sd = lambda v: statistics.stdev(v) if len(v) > 1 else None  # noqa: E731
+        out[name] = {"n_seeds": len(vals), f"{y}_mean": statistics.fmean(vals.values()), f"{y}_std": sd(list(vals.values())),
+                     "delta_mean": statistics.fmean(deltas) if deltas else None, "delta_std": sd(deltas),
+                     "n_paired": len(deltas), "wall_s_mean": statistics.fmean(r["wall_s"] for r in rows if r.get("variant") == name)}
+    return out
+
+
 def write_table(out: Path, spec: SweepSpec, rows: list[dict], skipped: list[dict], command: str) -> None:
     from tinylm.util import code_version, hardware_info
 
-    x = "params" if spec.sizes else (next(iter(spec.grid)) if spec.grid else "seed")
+    x = "params" if spec.sizes else ("variant" if spec.variants else next(iter(spec.grid)) if spec.grid else "seed")
     table = {
         "sweep": spec.name, "kind": "isoflop" if spec.sizes and spec.budgets else "grid", "x": x,
         "y": "val_bpb", "command": command, "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "hardware": hardware_info(), "code_version": code_version(), "spec": spec.to_json(),
         "rows": rows, "skipped": skipped, "loadavg_end": _loadavg(),
     }
+    if spec.variants:
+        table["ablation"] = ablation_summary(rows)
     atomic_write_text(out / "sweep.json", json.dumps(table, indent=1) + "\n")
-    cols = ROW_COLUMNS[:3] + list(spec.grid) + ROW_COLUMNS[3:]
+    cols = ROW_COLUMNS[:3] + (["variant"] if spec.variants else []) + list(spec.grid) + ROW_COLUMNS[3:]
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(cols)
