@@ -106,3 +106,12 @@ def test_ablation_variants_are_paired_with_the_baseline_by_seed(tiny_model_cfg, 
     assert table["ablation"]["baseline"]["delta_mean"] == 0
     with pytest.raises(sweep.SweepError, match="unknown field 'train.optimiser'"):
         sweep.parse_variants(["muon:train.optimiser=muon"])
+
+
+def test_ablation_table_formats_deltas_with_spread():
+    table = {"ablation": {"baseline": {"n_seeds": 2, "val_bpb_mean": 2.5, "val_bpb_std": 0.01, "delta_mean": 0.0,
+                                       "delta_std": 0.0, "n_paired": 2, "wall_s_mean": 10.0},
+                          "muon": {"n_seeds": 2, "val_bpb_mean": 2.4, "val_bpb_std": 0.02, "delta_mean": -0.1,
+                                   "delta_std": 0.005, "n_paired": 2, "wall_s_mean": 12.0}}}
+    text = sweep.format_ablation(table)
+    assert "| muon | 2 | 2.4000 ± 0.0200 | -0.1000 ± 0.0050 | 12.0 |" in text

@@ -217,7 +217,11 @@ def cmd_sweep(args) -> None:
                            min_steps=args.min_steps, warmup_frac=args.warmup_frac, val_windows=args.val_windows)
     if spec.budgets and not spec.sizes:
         raise sweep.SweepError("--budgets needs --sizes (an IsoFLOP grid is model sizes x budgets)")
-    sweep.run(spec, args.out)
+    table = sweep.run(spec, args.out)
+    print(f"sweep {spec.name}: {len(table['rows'])} cells in {Path(args.out) / 'sweep.json'}"
+          + (f", {len(table['skipped'])} skipped (too few steps)" if table["skipped"] else ""))
+    if table.get("ablation"):
+        print(sweep.format_ablation(table))
 
 
 def _add_report_parser(sub) -> None:

@@ -352,3 +352,16 @@ def read_table(path) -> dict:
         if not isinstance(r, dict):
             raise SweepError(f"{p}: row {i} is not an object")
     return obj
+
+
+def format_ablation(table: dict, y: str = "val_bpb") -> str:
+    """A Markdown table of an ablation sweep: per variant, mean ± seed spread and the paired Δ."""
+    ab = table.get("ablation") or {}
+    lines = [f"| variant | seeds | {y} (mean ± sd) | Δ vs baseline (mean ± sd, paired by seed) | wall s (mean) |",
+             "|---|---|---|---|---|"]
+    pm = lambda m, s: "n/a" if m is None else f"{m:+.4f}" + (f" ± {s:.4f}" if s is not None else "")  # noqa: E731
+    for name, a in ab.items():
+        sd = a.get(f"{y}_std")
+        lines.append(f"| {name} | {a['n_seeds']} | {a[f'{y}_mean']:.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
+                     + f" | {pm(a['delta_mean'], a['delta_std']) if name != 'baseline' else '0'} | {a['wall_s_mean']:.1f} |")
+    return "\n".join(lines)
