@@ -69,6 +69,15 @@ def test_killed_sweep_resumes_and_skips_finished_cells(tiny_model_cfg, tiny_trai
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 and rows[2]["model.pos_emb"] == "learned" and float(rows[2]["val_bpb"]) == row["val_bpb"]
 
+    # a sweep may gain seeds later (finished cells kept), but not a different base config
+    more = dataclasses.replace(spec, seeds=[1, 2, 3])
+    started.clear()
+    sweep.run(more, tmp_path / "cut", command="test", on_cell=lambda c: started.append(c.id))
+    assert started == ["pos_emb=rope_s3", "pos_emb=learned_s3"]
+    other = dataclasses.replace(spec, base=dataclasses.replace(spec.base, train=dataclasses.replace(spec.base.train, lr=1e-2)))
+    with pytest.raises(sweep.SweepError, match="holds a different sweep"):
+        sweep.run(other, tmp_path / "cut", command="test")
+
 
 def test_bad_sweep_input_is_one_clear_error(tiny_model_cfg, tiny_train_cfg, tmp_path):
     with pytest.raises(sweep.SweepError, match="unknown field 'model.n_embed'"):

@@ -178,3 +178,30 @@ def test_mfu_in_metrics_is_tokens_per_second_times_flops_over_peak(tiny_model_cf
     fpt = flops_per_token(tiny_model_cfg)
     for r in rows:
         assert r["mfu"] == pytest.approx(r["tok_per_s"] * fpt / 1e9, rel=1e-3, abs=1e-4)
+
+
+def test_save_every_zero_still_ends_with_the_final_checkpoint(tiny_model_cfg, tiny_train_cfg):
+    cfg = dataclasses.replace(tiny_train_cfg, max_steps=3, save_every=0)
+    pretrain.run(PretrainConfig(tiny_model_cfg, cfg))
+    assert [p.name for p in list_checkpoints(cfg.run_dir)] == ["step_000003"]
+
+
+def test_max_steps_zero_is_refused_before_any_work():
+    from tinylm.config import TrainConfig, validate
+
+    with pytest.raises(ValueError, match="--train.max_steps must be >= 1"):
+        validate(PretrainConfig(train=TrainConfig(max_steps=0)))
+
+
+def test_auto_dtype_uses_bf16_only_where_the_hardware_has_it(monkeypatch):
+    import torch
+
+    from tinylm.runtime import Runtime, resolve_dtype
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert resolve_dtype("auto", cpu) == "fp32"  # AVX2-only: emulated bf16 is several times slower
+    assert Runtime.create("cpu", "auto").dtype == torch.float32
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert resolve_dtype("auto", cpu) == "bf16"
+    assert resolve_dtype("fp32", cpu) == "fp32"  # an explicit choice is kept

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import functools
 import inspect
 import json
 import os
@@ -39,6 +41,7 @@ from pathlib import Path
 from tinylm import config as C
 
 
+@functools.lru_cache(maxsize=None)
 def _field_help(cls) -> dict[str, str]:
     """Inline `# comments` after dataclass fields become --help text."""
     helps: dict[str, str] = {}
@@ -70,12 +73,19 @@ def _build_config(cls, args, base=None):
     if getattr(args, "config", None):
         try:
             saved = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise SystemExit(f"error: --config {args.config}: {e}")
-        saved = saved.get("config", saved)  # accept a run's config.json too
-        cfg = C.from_dict(cls, saved)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"--config {args.config}: not a readable JSON config ({e})") from e
+        saved = saved.get("config", saved) if isinstance(saved, dict) else saved  # accept a run's config.json too
+        if not isinstance(saved, dict):
+            raise ValueError(f"--config {args.config}: expected a JSON object of {cls.__name__} fields")
+        try:
+            cfg = C.from_dict(cls, saved)
+        except TypeError as e:
+            raise ValueError(f"--config {args.config}: does not match {cls.__name__} ({e})") from e
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:") and v is not None}
-    return C.apply_overrides(cfg, overrides)
+    cfg = C.apply_overrides(cfg, overrides)
+    C.validate(cfg)
+    return cfg
 
 
 STAGES = {
@@ -97,15 +107,18 @@ STAGES = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tinylm",
+        prog="tinylm", allow_abbrev=False,
         description="Train your own Llama-style GPT from scratch: tokenizer -> data -> pretraining -> "
                     "sampling and evaluation. Each subcommand is one stage; its config fields are flags.",
         epilog="Example: tinylm pipeline --max_steps 500     (see README.md for the full walkthrough)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("info", help="model presets (parameters, FLOPs/token), named corpora, data directory")
+    sub.add_parser("info", help="model presets (parameters, FLOPs/token), named corpora, data directory",
+                   allow_abbrev=False)
     for name, (cls, help_text) in STAGES.items():
-        p = sub.add_parser(name, help=help_text, description=f"{help_text}. Config: {cls.__name__}.")
+        p = sub.add_parser(name, help=help_text, description=f"{help_text}. Config: {cls.__name__}.",
+                           usage=f"tinylm {name} [--flag VALUE ...]   (tinylm {name} --help lists every flag)",
+                           allow_abbrev=False)
         p.add_argument("--config", metavar="FILE.json", help="load a saved config (e.g. a run's config.json) first")
         p.add_argument("--print_config", action="store_true", help="print the resolved config as JSON and exit")
         if name in ("pretrain", "sft"):
@@ -117,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--preset", choices=list(C.MODEL_PRESETS), default=None,
                            help=f"model size preset (default: {C.DEFAULT_MODEL}); --model.* flags override it")
         _add_config_flags(p, cls)
-    p = sub.add_parser("compare", help="one table across models from their eval.json results (with chance and CIs)")
+    p = sub.add_parser("compare", help="one table across models from their eval.json results (with chance and CIs)",
+                       allow_abbrev=False)
     p.add_argument("results", nargs="+", metavar="RESULTS", help="eval output directories or eval.json files")
     p.add_argument("--out", default="", help="also write the table to this Markdown file")
     _add_report_parser(sub)
@@ -227,6 +241,7 @@ def cmd_sweep(args) -> None:
 def _add_report_parser(sub) -> None:
     """`tinylm report` reads artifacts only, so it takes run directories rather than a config."""
     p = sub.add_parser("report", help="write the technical report (md, html, tex, pdf) from run artifacts",
+                       allow_abbrev=False,
                        description="Write report.md, a self-contained report.html and report.tex/.pdf from what "
                                    "one or more runs left on disk. Several runs are compared side by side.")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (or evaluation directories with eval.json)")
@@ -257,9 +272,65 @@ def cmd_info() -> None:
         print(f"  {c.name:<20} {c.about}")
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return parser
+
+
+def _reject_unknown(parser: argparse.ArgumentParser, command: str | None, extras: list[str]) -> None:
+    """An unknown flag is reported by the subcommand it was given to, with that subcommand's usage
+    and the closest flags it does have (a typo such as --train.max_step)."""
+    sub = _subparser(parser, command)
+    known = [o for a in sub._actions for o in a.option_strings]
+    flags = [x for x in extras if x.startswith("-")] or extras
+    hints = []
+    for flag in flags:
+        close = difflib.get_close_matches(flag.split("=", 1)[0], known, n=3, cutoff=0.8)
+        hints.append(f"{flag} (did you mean {' or '.join(close)}?)" if close else flag)
+    sub.error(f"unrecognized argument(s): {', '.join(hints)}; `tinylm {command or ''} --help` lists them all".replace("  ", " "))
+
+
+def _debug() -> bool:
+    return os.environ.get("TINYLM_DEBUG", "") not in ("", "0")
+
+
 def main(argv=None) -> int:
+    """Run one subcommand. Bad input of any kind ends in one line `error: ...` on stderr and exit
+    status 1 (usage errors: the subcommand's usage and status 2); TINYLM_DEBUG=1 re-raises instead."""
+    from safetensors import SafetensorError
+
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        if _debug():
+            raise
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, SafetensorError, RuntimeError) as e:
+        # DataError, ChatFormatError, ResumeMismatchError, ConfigError, JSON errors are ValueErrors;
+        # NonFiniteLossError and a checkpoint that cannot be loaded are RuntimeErrors; a full disk
+        # or a missing file is an OSError. Their messages name the file or flag and the problem.
+        if _debug():
+            raise
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"error: {msg} (TINYLM_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug: still one line, with what is needed to report it
+        if _debug():
+            raise
+        msg = " ".join(str(e).split())
+        print(f"error: unexpected {type(e).__name__}: {msg} (this is a bug in tinylm; run again with "
+              "TINYLM_DEBUG=1 for the traceback and report it)", file=sys.stderr)
+        return 1
+
+
+def _main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _reject_unknown(parser, args.command, extras)
     if args.command is None:
         parser.print_help()
         return 0
@@ -268,90 +339,66 @@ def main(argv=None) -> int:
         return 0
     if args.command == "compare" or (args.command == "eval" and args.list_tasks):
         from tinylm.stages import eval as eval_stage
-        try:
-            eval_stage.list_tasks() if args.command == "eval" else eval_stage.compare(args.results, args.out)
-        except (FileNotFoundError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+
+        eval_stage.list_tasks() if args.command == "eval" else eval_stage.compare(args.results, args.out)
         return 0
     if args.command == "report":
         from tinylm.stages import report
 
         sweeps = args.sweeps if args.sweeps is not None else [p for p in ["bench/results"] if Path(p).is_dir()]
-        try:
-            report.run(args.runs, out=args.out, pdf=not args.no_pdf, sweeps=sweeps, watts=args.watts,
-                       usd_per_kwh=args.usd_per_kwh, usd_per_hour=args.usd_per_hour)
-        except FileNotFoundError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+        report.run(args.runs, out=args.out, pdf=not args.no_pdf, sweeps=sweeps, watts=args.watts,
+                   usd_per_kwh=args.usd_per_kwh, usd_per_hour=args.usd_per_hour)
         return 0
-    if args.command in EXPERIMENTS:
-        try:
-            EXPERIMENTS[args.command](args)
-        except ValueError as e:  # SweepError / FitError are ValueErrors with one line naming the input
-            if os.environ.get("TINYLM_DEBUG"):
-                raise
-            print(f"error: {e} (TINYLM_DEBUG=1 shows the traceback)", file=sys.stderr)
-            return 1
+    if args.command in EXPERIMENTS:  # SweepError / FitError are ValueErrors: main() prints their one line
+        EXPERIMENTS[args.command](args)
         return 0
     cls = STAGES[args.command][0]
-    base = None
-    if args.command == "pretrain":
-        base = C.PretrainConfig(model=C.model_preset(args.preset or C.DEFAULT_MODEL))
+    sub = _subparser(parser, args.command)
     try:
+        base = C.PretrainConfig(model=C.model_preset(args.preset or C.DEFAULT_MODEL)) if args.command == "pretrain" else None
         cfg = _build_config(cls, args, base)
     except ValueError as e:
-        parser.error(str(e))
+        sub.error(str(e))
     if args.print_config:
         print(json.dumps(C.to_dict(cfg), indent=2))
         return 0
-    from tinylm.chat import ChatFormatError
-    from tinylm.data.sources import DataError
-    from tinylm.train.loop import NonFiniteLossError, ResumeMismatchError
-
-    try:
-        if args.command == "tokenizer":
-            from tinylm.stages import tok_train
-            tok_train.run(cfg)
-        elif args.command == "prepare":
-            from tinylm.stages import prepare
-            prepare.run(cfg)
-        elif args.command == "pretrain":
-            from tinylm.stages import pretrain
-            pretrain.run(cfg, resume=args.resume)
-        elif args.command == "sft":
-            from tinylm.stages import sft
-            sft.run(cfg, resume=args.resume)
-        elif args.command == "chat":
-            from tinylm.stages import chat
-            chat.chat(cfg)
-        elif args.command == "generate":
-            from tinylm.stages import chat
-            if not cfg.prompt:
-                parser.error("generate needs --prompt")
-            chat.generate_once(cfg)
-        elif args.command == "ifeval":
-            from tinylm.stages import ifeval
-            ifeval.run(cfg)
-        elif args.command in ("export", "import"):
-            from tinylm.stages import convert
-            convert.export(cfg) if args.command == "export" else convert.import_model(cfg)
-        elif args.command == "sample":
-            from tinylm.stages import sample
-            sample.run(cfg)
-        elif args.command == "bpb":
-            from tinylm.stages import bpb
-            bpb.run(cfg)
-        elif args.command == "eval":
-            from tinylm.stages import eval as eval_stage
-            eval_stage.run(cfg)
-        elif args.command == "pipeline":
-            run_pipeline(cfg)
-    except (DataError, NonFiniteLossError, ResumeMismatchError, FileNotFoundError, ChatFormatError, ValueError) as e:
-        if os.environ.get("TINYLM_DEBUG"):
-            raise
-        print(f"error: {e} (TINYLM_DEBUG=1 shows the traceback)", file=sys.stderr)
-        return 1
+    if args.command == "tokenizer":
+        from tinylm.stages import tok_train
+        tok_train.run(cfg)
+    elif args.command == "prepare":
+        from tinylm.stages import prepare
+        prepare.run(cfg)
+    elif args.command == "pretrain":
+        from tinylm.stages import pretrain
+        pretrain.run(cfg, resume=args.resume)
+    elif args.command == "sft":
+        from tinylm.stages import sft
+        sft.run(cfg, resume=args.resume)
+    elif args.command == "chat":
+        from tinylm.stages import chat
+        chat.chat(cfg)
+    elif args.command == "generate":
+        from tinylm.stages import chat
+        if not cfg.prompt:
+            sub.error("generate needs --prompt")
+        chat.generate_once(cfg)
+    elif args.command == "ifeval":
+        from tinylm.stages import ifeval
+        ifeval.run(cfg)
+    elif args.command in ("export", "import"):
+        from tinylm.stages import convert
+        convert.export(cfg) if args.command == "export" else convert.import_model(cfg)
+    elif args.command == "sample":
+        from tinylm.stages import sample
+        sample.run(cfg)
+    elif args.command == "bpb":
+        from tinylm.stages import bpb
+        bpb.run(cfg)
+    elif args.command == "eval":
+        from tinylm.stages import eval as eval_stage
+        eval_stage.run(cfg)
+    elif args.command == "pipeline":
+        run_pipeline(cfg)
     return 0
 
 
@@ -387,6 +434,23 @@ def _pipeline_eval(p: C.PipelineConfig, ckpt: Path) -> None:
     eval_stage.run(C.EvalConfig(model=str(ckpt), tasks=p.eval_tasks, limit=p.eval_limit, device=p.device))
 
 
+def check_pipeline(p: C.PipelineConfig) -> None:
+    """Check the whole pipeline configuration before the first stage: numeric ranges, the preset, the
+    corpus, the SFT mixture and the evaluation tasks (a typo must not cost a tokenizer run)."""
+    from tinylm.data.sources import resolve
+    from tinylm.eval import tasks as registry
+    from tinylm.tasks.mixture import check_mixture
+
+    C.validate(p)
+    C.model_preset(p.preset)
+    if not (Path(p.run_dir) / "data" / "prepare.json").exists():
+        resolve(p.corpus)  # the named corpus exists (or the path does)
+    if p.sft_steps > 0:
+        check_mixture(p.sft_mixture)
+    if p.eval_tasks:
+        registry.expand(p.eval_tasks)
+
+
 def run_pipeline(p: C.PipelineConfig) -> None:
     """The default pipeline. Each stage is skipped when its artifact already exists, and training
     stages resume from their newest checkpoint, so running it again continues where it stopped.
@@ -396,6 +460,7 @@ def run_pipeline(p: C.PipelineConfig) -> None:
     """
     from tinylm.stages import bpb, ifeval, prepare, pretrain, report, sample, sft, tok_train
 
+    check_pipeline(p)
     run = Path(p.run_dir)
     tok_path, data = run / "tokenizer.json", run / "data"
     if not tok_path.exists():

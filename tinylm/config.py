@@ -23,15 +23,15 @@ class ModelConfig:
 
     vocab_size: int = 4096  # set from the tokenizer at pretrain time
     seq_len: int = 256  # context length in tokens
-    n_layer: int = 4
-    n_head: int = 4
+    n_layer: int = 4  # transformer blocks
+    n_head: int = 4  # attention heads (head dimension = n_embd / n_head, must be even for RoPE)
     n_kv_head: int = 4  # < n_head means grouped-query attention (Ainslie et al. 2023)
-    n_embd: int = 128
+    n_embd: int = 128  # model (residual stream) width
     ffn_hidden: int = 0  # SwiGLU hidden size; 0 = 8/3 * n_embd rounded up to `multiple_of`
-    multiple_of: int = 32
-    rope_theta: float = 10000.0
-    norm_eps: float = 1e-5
-    tie_embeddings: bool = True
+    multiple_of: int = 32  # the default SwiGLU hidden size is rounded up to a multiple of this
+    rope_theta: float = 10000.0  # RoPE base (Su et al. 2021): longer wavelengths for larger values
+    norm_eps: float = 1e-5  # RMSNorm epsilon
+    tie_embeddings: bool = True  # share the input embedding with the output head
     # architecture variants, for ablations (tinylm sweep); the defaults are Llama's choices
     pos_emb: str = "rope"  # rope (Su et al. 2021) | learned (absolute, GPT-2)
     mlp: str = "swiglu"  # swiglu (Shazeer 2020) | gelu (hidden 3/2 x the SwiGLU hidden: same parameters)
@@ -39,6 +39,9 @@ class ModelConfig:
     norm_position: str = "pre"  # pre (Llama, GPT-2) | post (Vaswani et al. 2017: norm after the residual add)
 
     def __post_init__(self):
+        for name in ("vocab_size", "seq_len", "n_layer", "n_head", "n_kv_head", "n_embd", "multiple_of"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"model.{name} must be a positive integer, got {getattr(self, name)!r}")
         for name, allowed in (("pos_emb", ("rope", "learned")), ("mlp", ("swiglu", "gelu")),
                               ("norm", ("rmsnorm", "layernorm")), ("norm_position", ("pre", "post"))):
             if getattr(self, name) not in allowed:
@@ -99,14 +102,14 @@ class TokenizerConfig:
     corpus: str = "gutenberg-children"  # a named corpus, a file/dir/glob, or hf:owner/name
     vocab_size: int = 4096  # chosen by measurement: see bench/results/vocab_size.json
     sample_bytes: int = 20_000_000  # train BPE on this many bytes of the training split
-    out: str = "runs/default/tokenizer.json"
+    out: str = "runs/default/tokenizer.json"  # where to write the tokenizer (a .meta.json goes beside it)
 
 
 @dataclass
 class PrepareConfig:
-    corpus: str = "gutenberg-children"
-    tokenizer: str = "runs/default/tokenizer.json"
-    out: str = "runs/default/data"
+    corpus: str = "gutenberg-children"  # a named corpus, a file/dir/glob, or hf:owner/name
+    tokenizer: str = "runs/default/tokenizer.json"  # a tokenizer.json from `tinylm tokenizer`
+    out: str = "runs/default/data"  # the data directory (shards, tokenizer.json, prepare.json)
     shard_tokens: int = 100_000_000  # max tokens per train shard
     max_train_bytes: int = 0  # 0 = the whole training split
     batch_docs: int = 64  # documents per tokenizer call (encode_batch is multi-threaded)
@@ -116,40 +119,40 @@ class PrepareConfig:
 class TrainConfig:
     """Everything about the optimisation loop, shared by every training stage."""
 
-    run_dir: str = "runs/default"
+    run_dir: str = "runs/default"  # checkpoints, metrics.jsonl, samples.jsonl and config.json go here
     data: str = "runs/default/data"  # a directory written by `tinylm prepare`
-    seed: int = 1337
+    seed: int = 1337  # weight initialisation and data order
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    dtype: str = "bf16"  # autocast dtype: bf16 | fp16 | fp32
-    compile: bool = False
+    dtype: str = "auto"  # autocast dtype: auto (bf16 where the hardware has it natively, else fp32 on CPU / fp16 on GPU) | bf16 | fp16 | fp32
+    compile: bool = False  # torch.compile the model (first steps slower, then faster)
     threads: int = 0  # CPU intra-op threads; 0 = torch's default (one per core)
     parallel: str = "ddp"  # under torchrun: ddp (replicate the model) | fsdp (shard weights, grads, AdamW state)
     # batch
     batch_size: int = 32  # sequences per micro-batch
     total_batch_tokens: int = 8192  # tokens per optimizer step; grad accumulation is derived
-    max_steps: int = 2000
+    max_steps: int = 2000  # optimizer steps; the run always ends with a checkpoint at the last one
     # optimizer: AdamW (Loshchilov & Hutter 2019), no decay on norms and embeddings
     optimizer: str = "adamw"  # adamw | muon (Muon on the block matrices, AdamW on embeddings, norms and head)
-    lr: float = 3e-3
+    lr: float = 3e-3  # peak learning rate
     muon_lr: float = 0.02  # muon: learning rate of the block matrices (the schedule scales it like lr)
     muon_momentum: float = 0.95  # muon: Nesterov momentum
-    min_lr_frac: float = 0.1
+    min_lr_frac: float = 0.1  # the schedule ends at lr * min_lr_frac
     schedule: str = "cosine"  # cosine | wsd (warmup-stable-decay, Hu et al. 2024)
-    warmup_steps: int = 100
+    warmup_steps: int = 100  # linear warmup from 0 to lr
     decay_frac: float = 0.2  # wsd: fraction of steps spent in the final linear decay
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    grad_clip: float = 1.0
+    weight_decay: float = 0.1  # AdamW decoupled weight decay (matrices only)
+    beta1: float = 0.9  # AdamW first-moment decay
+    beta2: float = 0.95  # AdamW second-moment decay
+    eps: float = 1e-8  # AdamW epsilon
+    grad_clip: float = 1.0  # clip the global gradient norm to this; 0 = off
     # bookkeeping
-    log_every: int = 10
-    eval_every: int = 250
-    eval_batches: int = 20
-    sample_every: int = 500
-    sample_tokens: int = 96
-    save_every: int = 250
-    keep_last: int = 3
+    log_every: int = 10  # steps between metrics.jsonl lines
+    eval_every: int = 250  # steps between validation evaluations; 0 = never
+    eval_batches: int = 20  # validation batches per evaluation
+    sample_every: int = 500  # steps between samples written to samples.jsonl; 0 = never
+    sample_tokens: int = 96  # tokens per sample
+    save_every: int = 250  # steps between checkpoints; 0 = only the final one
+    keep_last: int = 3  # keep the newest N checkpoints; 0 = keep all
     init_from: str = ""  # start from this checkpoint's weights (later stages: SFT, DPO, ...)
 
 
@@ -171,36 +174,38 @@ class SFTConfig:
     mixture: str = "alpaca:1,instructions:1"  # task:weight list (see `tinylm/tasks`)
     data_seed: int = 0  # fixes the held-out split and the mixture
     val_examples: int = 512  # held-out conversations for the validation loss
+    heldout_percent: float = 0.0  # percent of each task held out (raise it for a small JSONL); 0 = each task's default
     model_overrides: str = ""  # e.g. "rope_theta=20000"; each override is printed
     train: TrainConfig = field(default_factory=_sft_train_defaults)
 
 
 @dataclass
 class ChatConfig:
-    checkpoint: str = "runs/default/sft"
+    checkpoint: str = "runs/default/sft"  # run dir or checkpoint dir of an SFT model
     system: str = ""  # optional system message
     prompt: str = ""  # `tinylm generate`: the one user message to answer
-    max_new_tokens: int = 200
+    max_new_tokens: int = 200  # most tokens per answer
     temperature: float = 0.7  # 0 = greedy
     top_k: int = 50  # 0 = off
-    top_p: float = 1.0
-    seed: int = 0
-    device: str = "auto"
+    top_p: float = 1.0  # nucleus sampling mass; 1 = off
+    seed: int = 0  # sampling seed
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     compile: bool = False  # compiled decoding: 2.6x tokens/s at 1M on CPU after 12-25 s of compiling; for long runs
 
 
 @dataclass
 class IFEvalConfig:
-    checkpoint: str = "runs/default/sft"
+    checkpoint: str = "runs/default/sft"  # run dir or checkpoint dir (base or SFT model)
     task: str = "instructions"  # a checkable task (see `tinylm/tasks`)
     data_seed: int = 0  # must match the SFT data_seed so the test split is truly held out
+    heldout_percent: float = 0.0  # must match the SFT heldout_percent; 0 = the task's default
     n: int = 300  # held-out examples to score (0 = all)
     temperature: float = 0.0  # 0 = greedy
-    top_k: int = 0
+    top_k: int = 0  # 0 = off
     samples: int = 1  # responses per prompt (sampled decoding: >1 averages over seeds)
-    max_new_tokens: int = 160
-    seed: int = 0
-    device: str = "auto"
+    max_new_tokens: int = 160  # most tokens per response
+    seed: int = 0  # sampling seed
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     compile: bool = False  # compiled decoding: 2.6x tokens/s at 1M on CPU after 12-25 s of compiling; for long runs
     out: str = ""  # JSON results path; a Markdown file of sample responses is written beside it
 
@@ -209,7 +214,7 @@ class IFEvalConfig:
 class ExportConfig:
     checkpoint: str = "runs/default"  # run dir or checkpoint dir
     format: str = "hf"  # hf (transformers LlamaForCausalLM directory) | llama2c (run.c model.bin + tokenizer.bin)
-    out: str = "runs/default/export-hf"
+    out: str = "runs/default/export-hf"  # output directory; must not be an existing file
 
 
 @dataclass
@@ -223,14 +228,14 @@ class ImportConfig:
 @dataclass
 class SampleConfig:
     checkpoint: str = "runs/default"  # run dir or checkpoint dir
-    prompt: str = ""
-    max_new_tokens: int = 200
+    prompt: str = ""  # text to continue ("" = start a new document)
+    max_new_tokens: int = 200  # most tokens per sample
     temperature: float = 0.8  # 0 = greedy
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1 = off
-    num_samples: int = 1
-    seed: int = 0
-    device: str = "auto"
+    num_samples: int = 1  # samples to draw (seeds seed, seed+1, ...)
+    seed: int = 0  # sampling seed
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     compile: bool = False  # compiled decoding: 2.6x tokens/s at 1M on CPU after 12-25 s of compiling; for long runs
 
 
@@ -243,17 +248,17 @@ class EvalConfig:
     out: str = ""  # output directory; default <run dir>/eval for tinylm models, runs/eval/<name> otherwise
     batch_tokens: int = 8192  # padded tokens per forward pass when scoring
     dtype: str = "fp32"  # fp32 | bf16 (autocast for the forward pass; scores in fp32 either way)
-    device: str = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
 
 
 @dataclass
 class BpbConfig:
-    checkpoint: str = "runs/default"
+    checkpoint: str = "runs/default"  # run dir or checkpoint dir
     text: str = "tinystories"  # a file path, or a named corpus (its validation split)
     context_len: int = 0  # tokens of overlap between windows; 0 = half the context, 1 = lm-eval
-    batch_size: int = 32
+    batch_size: int = 32  # windows per forward pass
     max_bytes: int = 0  # 0 = all
-    device: str = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     out: str = ""  # optional JSON output path
 
 
@@ -273,8 +278,73 @@ class PipelineConfig:
     eval_tasks: str = "quick"  # `tinylm eval` suite or task list for the base and SFT models ("" = skip)
     eval_limit: int = 200  # examples per evaluation task (per paradigm for BLiMP) to keep `make run` short; 0 = all
     report: bool = True  # finish with `tinylm report` on the run (PDF only when a TeX engine is installed)
-    device: str = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     compile: bool = False  # torch.compile the model (first steps slower, then faster)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranges: every numeric field is checked before a stage does any work, so `--train.batch_size 0`
+# is one line naming the flag, not a ZeroDivisionError twenty minutes in.
+
+POS, NONNEG, UNIT = (1, None), (0, None), (0.0, 1.0)
+DEVICE_HELP = "auto | cpu | cuda | cuda:N | mps"
+RANGES: dict[str, dict[str, tuple]] = {
+    "ModelConfig": dict(vocab_size=POS, seq_len=POS, n_layer=POS, n_head=POS, n_kv_head=POS, n_embd=POS,
+                        ffn_hidden=NONNEG, multiple_of=POS, rope_theta=(1e-9, None), norm_eps=(1e-30, None)),
+    "TokenizerConfig": dict(vocab_size=(263, None), sample_bytes=NONNEG),  # 256 bytes + 6 specials + 1 merge
+    "PrepareConfig": dict(shard_tokens=NONNEG, max_train_bytes=NONNEG, batch_docs=POS),
+    "TrainConfig": dict(seed=NONNEG, threads=NONNEG, batch_size=POS, total_batch_tokens=POS, max_steps=POS,
+                        lr=(1e-30, None), min_lr_frac=UNIT, warmup_steps=NONNEG, decay_frac=UNIT,
+                        weight_decay=(0.0, None), beta1=(0.0, 0.999999), beta2=(0.0, 0.999999), eps=(1e-30, None),
+                        grad_clip=(0.0, None), log_every=POS, eval_every=NONNEG, eval_batches=POS,
+                        sample_every=NONNEG, sample_tokens=POS, save_every=NONNEG, keep_last=NONNEG,
+                        muon_lr=(1e-30, None), muon_momentum=(0.0, 0.999999)),
+    "SFTConfig": dict(data_seed=NONNEG, val_examples=POS, heldout_percent=(0.0, 99.0)),
+    "ChatConfig": dict(max_new_tokens=POS, temperature=(0.0, None), top_k=NONNEG, top_p=(1e-9, 1.0), seed=NONNEG),
+    "IFEvalConfig": dict(data_seed=NONNEG, heldout_percent=(0.0, 99.0), n=NONNEG, temperature=(0.0, None), top_k=NONNEG, samples=POS,
+                         max_new_tokens=POS, seed=NONNEG),
+    "SampleConfig": dict(max_new_tokens=POS, temperature=(0.0, None), top_k=NONNEG, top_p=(1e-9, 1.0),
+                         num_samples=POS, seed=NONNEG),
+    "EvalConfig": dict(limit=NONNEG, batch_tokens=POS),
+    "BpbConfig": dict(context_len=NONNEG, batch_size=POS, max_bytes=NONNEG),
+    "PipelineConfig": dict(vocab_size=(263, None), max_steps=POS, max_train_bytes=NONNEG, sft_steps=NONNEG,
+                           ifeval_n=NONNEG, eval_limit=NONNEG),
+}
+CHOICES: dict[str, dict[str, tuple]] = {
+    "TrainConfig": dict(dtype=("auto", "bf16", "fp16", "fp32"), schedule=("cosine", "wsd"), parallel=("ddp", "fsdp"),
+                        optimizer=("adamw", "muon")),
+    "ExportConfig": dict(format=("hf", "llama2c")),
+    "ImportConfig": dict(format=("hf", "llama2c")),
+    "EvalConfig": dict(dtype=("fp32", "bf16")),
+    "PipelineConfig": dict(preset=tuple(MODEL_PRESETS)),
+}
+
+
+def _fmt_range(lo, hi) -> str:
+    if hi is None:
+        return f">= {lo}"
+    return f"in [{lo}, {hi}]"
+
+
+def validate(cfg, prefix: str = "") -> None:
+    """Raise ValueError naming the flag (`--train.batch_size`) of the first field out of range."""
+    import re
+
+    cls = type(cfg).__name__
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        flag = f"--{prefix}{f.name}"
+        if dataclasses.is_dataclass(v):
+            validate(v, f"{prefix}{f.name}.")
+            continue
+        if f.name in RANGES.get(cls, {}):
+            lo, hi = RANGES[cls][f.name]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < lo or (hi is not None and v > hi):
+                raise ValueError(f"{flag} must be {_fmt_range(lo, hi)}, got {v!r}")
+        if f.name in CHOICES.get(cls, {}) and v not in CHOICES[cls][f.name]:
+            raise ValueError(f"{flag} must be one of {', '.join(CHOICES[cls][f.name])}, got {v!r}")
+        if f.name == "device" and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(v)):
+            raise ValueError(f"{flag} must be one of {DEVICE_HELP}, got {v!r}")
 
 
 # ---------------------------------------------------------------------------------------------

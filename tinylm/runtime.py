@@ -26,6 +26,26 @@ GPU_PEAK_BF16 = {
 }
 
 
+def resolve_dtype(name: str, device: torch.device) -> str:
+    """Resolve the autocast dtype name "auto" for `device`; other names pass through.
+
+    CUDA: bf16 where the GPU supports it, else fp16. CPU: bf16 only when oneDNN has native bf16
+    kernels (AVX512-BF16 or AMX). On an AVX2-only CPU bf16 is emulated: a 1m training step ran 8-9x
+    slower than fp32 on an AMD EPYC Zen 3 (`python bench/cpu_choices.py`), so fp32 there. MPS: fp32.
+    """
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu":
+        try:
+            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            native = False
+        return "bf16" if native else "fp32"
+    return "fp32"
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
@@ -82,9 +102,9 @@ class Runtime:
     world_size: int = 1
 
     @classmethod
-    def create(cls, device: str = "auto", dtype: str = "bf16", threads: int = 0) -> "Runtime":
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    def create(cls, device: str = "auto", dtype: str = "auto", threads: int = 0) -> "Runtime":
+        if dtype != "auto" and dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose from auto, {', '.join(DTYPES)}")
         if threads > 0:
             torch.set_num_threads(threads)
         rank = int(os.environ.get("RANK", 0))
@@ -94,7 +114,7 @@ class Runtime:
         if dev.type == "cuda" and world > 1:
             dev = torch.device("cuda", local_rank)
             torch.cuda.set_device(dev)
-        dt = DTYPES[dtype]
+        dt = DTYPES[resolve_dtype(dtype, dev)]
         if dt == torch.float16 and dev.type == "cpu":
             raise ValueError("fp16 autocast is for GPUs; use bf16 on CPU")
         if dev.type == "cuda":

@@ -236,7 +236,12 @@ def _expand(path_or_glob: str) -> list[Path]:
         return [p]
     matches = sorted(Path(m) for m in glob.glob(str(p)))
     if not matches:
-        raise DataError(f"{path_or_glob}: no such file, directory or glob match")
+        import difflib
+
+        close = difflib.get_close_matches(path_or_glob, list(CORPORA), n=2, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise DataError(f"{path_or_glob}: no such file, directory or glob match, and not a named corpus ({hint}"
+                        f"named corpora: {', '.join(CORPORA)}; or hf:owner/name)")
     return matches
 
 

@@ -43,6 +43,9 @@ ROW_COLUMNS = ["cell", "seed", "budget", "n_layer", "n_embd", "n_head", "params"
                "loadavg_start", "loadavg_end", "val_bpb", "val_tokens"]
 
 
+AXES = ("name", "sizes", "budgets", "grid", "seeds", "variants")  # may change between sittings of one sweep
+
+
 class SweepError(ValueError):
     """Bad sweep input: one line naming the flag, file or field."""
 
@@ -308,14 +311,16 @@ def run(spec: SweepSpec, out, command: str = "", on_cell=None) -> dict:
         raise SweepError(f"{spec.base.train.data}: no tokenizer.json; pass --train.data a `tinylm prepare` directory")
     cells = plan_cells(spec, Tokenizer.load(tok_path).vocab_size)
     spec_path = out / "sweep_spec.json"
+    new = json.loads(json.dumps(spec.to_json()))
     if spec_path.exists():
+        # the axes (sizes, budgets, grid values, seeds, variants) may grow or shrink between sittings:
+        # a cell's result depends only on its own config. Anything else changing would mix two sweeps.
         old = json.loads(spec_path.read_text())
-        if old != json.loads(json.dumps(spec.to_json())):
-            diff = sorted(k for k in set(old) | set(spec.to_json()) if old.get(k) != json.loads(json.dumps(spec.to_json())).get(k))
+        diff = sorted(k for k in set(old) | set(new) if k not in AXES and old.get(k) != new.get(k))
+        if diff:
             raise SweepError(f"{out} holds a different sweep (differs in: {', '.join(diff)}); use another --out")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        C.save_json(spec.to_json(), spec_path)
+    out.mkdir(parents=True, exist_ok=True)
+    C.save_json(new, spec_path)
     command = command or "tinylm " + " ".join(sys.argv[1:])
     rows, skipped = [], [{"cell": c.id, "reason": c.skip} for c in cells if c.skip]
     todo = [c for c in cells if not c.skip]

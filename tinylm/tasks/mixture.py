@@ -33,6 +33,25 @@ def parse_mixture(spec: str) -> list[tuple[str, float]]:
     return out
 
 
+def check_mixture(spec: str) -> None:
+    """Raise ValueError for an unparsable mixture, an unknown task or a missing JSONL file, without
+    loading any data (the pipeline calls this before its first stage)."""
+    from pathlib import Path
+
+    from tinylm.tasks import TASKS
+
+    for name, _ in parse_mixture(spec):
+        for prefix in ("jsonl:", "jsonl-lenient:"):
+            if name.startswith(prefix):
+                if not Path(name[len(prefix):]).is_file():
+                    raise ValueError(f"mixture {spec!r}: {name[len(prefix):]}: file not found")
+                break
+        else:
+            if name not in TASKS:
+                raise ValueError(f"mixture {spec!r}: unknown task {name!r}; available: {', '.join(TASKS)}, "
+                                 "jsonl:PATH, jsonl-lenient:PATH")
+
+
 def mixture_examples(spec: str, split: str, seed: int = 0, size: int = 0, tasks: dict | None = None) -> list[Example]:
     parts = parse_mixture(spec)
     tasks = tasks or {}

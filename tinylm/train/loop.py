@@ -272,7 +272,8 @@ class Trainer:
             self.elapsed = elapsed_before + time.perf_counter() - t_fit
 
             do_eval = cfg.eval_every > 0 and (self.step % cfg.eval_every == 0 or self.step == cfg.max_steps)
-            do_save = cfg.save_every > 0 and (self.step % cfg.save_every == 0 or self.step == cfg.max_steps)
+            # the last step always saves: a run ends with its final checkpoint whatever save_every is
+            do_save = (cfg.save_every > 0 and self.step % cfg.save_every == 0) or self.step == cfg.max_steps
             # a save step is always a log step, so a resumed run's log windows match an uninterrupted one's
             do_log = self.step % cfg.log_every == 0 or self.step == cfg.max_steps or do_save
             if check_every_step or do_log or do_eval or do_save:
