@@ -121,7 +121,9 @@ def format_plan(plan: dict) -> str:
     lines.append(f"recommended: --model.n_layer {c['n_layer']} --model.n_embd {c['n_embd']} --train.max_steps {c['steps']} "
                  f"(~{c['minutes']:.1f} min at the measured speed)")
     h = plan.get("holdout")
-    if h:
+    if h and "error" in h:
+        lines.append(f"validation: leave-one-budget-out not available ({h['error']})")
+    elif h:
         lines.append(f"validation (tinylm scaling, leave one budget out): mean |error| {h['mean_abs_error']:.4f}, "
                      f"max {h['max_abs_error']:.4f} {plan['y']}")
     if plan.get("extrapolation", 1) > 1.5:

@@ -313,6 +313,14 @@ def holdout_by_budget(rows: list[dict], n_key: str = "params", y: str = "val_bpb
             "max_abs_error": float(np.max([o["max_abs_error"] for o in out]))}
 
 
+def _try(fn, *args) -> dict:
+    """A validation that the sweep is too small for is reported as such rather than failing the fit."""
+    try:
+        return fn(*args)
+    except FitError as e:
+        return {"error": str(e)}
+
+
 def analyse(table: dict, y: str = "val_bpb", n_boot: int = 200, seed: int = 0, inits=None) -> dict:
     rows = table["rows"]
     conventions = {k: analyse_convention(rows, k, y, n_boot, seed, inits) for k in PARAM_KEYS}
@@ -322,7 +330,7 @@ def analyse(table: dict, y: str = "val_bpb", n_boot: int = 200, seed: int = 0, i
             "shapes": [list(s) for s in shapes], "head_dim": (table.get("spec") or {}).get("head_dim"),
             "base_model": model,
             "huber_delta": HUBER_DELTA, "primary": "params", "conventions": conventions,
-            "holdout": holdout_by_budget(rows, "params", y, inits),
+            "holdout": _try(holdout_by_budget, rows, "params", y, inits),
             "chinchilla_tokens_per_param": CHINCHILLA_TOKENS_PER_PARAM,
             "small_scale_tokens_per_param": SMALL_SCALE_TOKENS_PER_PARAM}
 
@@ -426,8 +434,11 @@ def summary(fit: dict) -> str:
             lines.append(f"    C={p['budget']:.0e}: N_opt {_fmt(p['n_opt'], p.get('n_opt_ci'))}, tokens/param "
                          f"{_fmt(p['tokens_per_param'], p.get('tokens_per_param_ci'))}")
     h = fit["holdout"]
-    lines.append(f"leave one budget out (approach 3, N = {h['n_key']}): mean |error| {h['mean_abs_error']:.4f}, "
-                 f"max {h['max_abs_error']:.4f} {fit['y']}")
+    if "error" in h:
+        lines.append(f"leave one budget out: not computed ({h['error']})")
+    else:
+        lines.append(f"leave one budget out (approach 3, N = {h['n_key']}): mean |error| {h['mean_abs_error']:.4f}, "
+                     f"max {h['max_abs_error']:.4f} {fit['y']}")
     lines.append(f"Chinchilla: ~{fit['chinchilla_tokens_per_param']:.0f} tokens/param; small-scale replications: "
                  f"~{fit['small_scale_tokens_per_param']:.0f}")
     return "\n".join(lines)
