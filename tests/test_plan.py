@@ -45,3 +45,9 @@ def test_flops_budget_buys_the_same_flops_for_every_shape():
 def test_plan_needs_exactly_one_budget():
     with pytest.raises(FitError, match="exactly one budget"):
         plan.recommend(THROUGHPUT, FIT)
+
+
+def test_a_degenerate_fit_with_a_huge_exponent_does_not_overflow():
+    steep = {**FIT, "conventions": {"params": {"approach3": dict(LAW, alpha=222.0, bootstrap_samples=[]), "budgets": [1e12]}}}
+    p = plan.recommend(THROUGHPUT, steep, flops=1e13, batch_tokens=1000)
+    assert p["choice"]["predicted"] == pytest.approx(1 + 1000 / (1e13 / 60_000) ** 0.5)  # the N term underflows to 0

@@ -85,14 +85,16 @@ def recommend(throughput: list[dict], fit: dict, *, minutes: float | None = None
             tokens = t["tok_per_s"] * minutes * 60
         else:
             tokens = flops / t["flops_per_token"]
-        n = float(t[n_key])
-        pred = law["E"] + law["A"] / n ** law["alpha"] + law["B"] / tokens ** law["beta"]
+        n = np.float64(t[n_key])  # numpy floats: a steep fitted exponent gives inf (term 0), not OverflowError
+        with np.errstate(over="ignore"):
+            pred = law["E"] + law["A"] / n ** law["alpha"] + law["B"] / np.float64(tokens) ** law["beta"]
         row = {**t, "tokens": tokens, "steps": int(tokens // batch_tokens), "flops": tokens * t["flops_per_token"],
                "minutes": tokens / t["tok_per_s"] / 60, "tokens_per_param": tokens / n, "predicted": float(pred),
                "predicted_ci": None}
         if len(samples) >= 10:
             E, A, B, al, be = samples.T
-            dist = E + A / n ** al + B / tokens ** be
+            with np.errstate(over="ignore"):
+                dist = E + A / n ** al + B / tokens ** be
             row["predicted_ci"] = [float(np.quantile(dist, 0.025)), float(np.quantile(dist, 0.975))]
         rows.append(row)
     usable = [r for r in rows if r["steps"] >= 1]
