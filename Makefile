@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
-#   make run    create .venv, install tinylm, run the default pipeline (tokenizer -> data -> pretrain -> eval -> samples)
-#   make test   create .venv, install tinylm with test dependencies, run the test suite
+#   make run    create .venv, install tinylm, run the default pipeline:
+#               tokenizer -> prepare -> pretrain -> bpb -> sample -> eval (base) -> sft -> ifeval (base, sft) -> eval (sft) -> report -> chat
+#   make test   create .venv, install tinylm with every extra (dev, hf, test), run the test suite
 # TORCH pins the PyTorch build: the default is the CPU wheel this project is tested with; on a GPU
 # machine use e.g. `make run TORCH="torch --index-url https://download.pytorch.org/whl/cu128"`.
 
@@ -21,20 +22,24 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
-$(VENV)/.installed-hf: $(VENV)/.installed
-	$(BIN)/pip install -q -e ".[dev,hf]"
+# the tests run with every optional extra installed, so CI catches what only happens with them
+# (e.g. `datasets` present but no network); add new extras here as they appear
+EXTRAS := dev,hf,test
+
+$(VENV)/.installed-all: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install -q "$(TORCH)" -e ".[$(EXTRAS)]"
 	touch $@
 
 run: $(VENV)/.installed
 	$(BIN)/tinylm pipeline $(ARGS)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-all
 	$(BIN)/python -m pytest -q $(ARGS)
 
-test-fast: $(VENV)/.installed
+test-fast: $(VENV)/.installed-all
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
-bench: $(VENV)/.installed-hf
+bench: $(VENV)/.installed-all
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/vocab_size.py
 

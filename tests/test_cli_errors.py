@@ -47,7 +47,7 @@ USAGE_ERRORS = [
     (["pretrain", "--train.log_every", "0"], "--train.log_every must be >= 1"),
     (["pretrain", "--train.max_steps", "0"], "--train.max_steps must be >= 1"),
     (["pretrain", "--train.lr", "-1"], "--train.lr must be"),
-    (["pretrain", "--train.dtype", "fp8"], "--train.dtype must be one of bf16, fp16, fp32"),
+    (["pretrain", "--train.dtype", "fp8"], "--train.dtype must be one of auto, bf16, fp16, fp32"),
     (["pretrain", "--train.device", "gpu"], "--train.device must be one of auto | cpu"),
     (["pretrain", "--model.n_head", "0"], "model.n_head must be a positive integer"),
     (["pretrain", "--train.max_step", "3"], "did you mean --train.max_steps?"),
@@ -150,3 +150,205 @@ def test_unexpected_exceptions_are_one_line_too(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_info", boom)
     rc, err = run_cli(["info"], capsys)
     assert rc == 1 and "unexpected KeyError" in one_error_line(err) and "TINYLM_DEBUG=1" in err
+
+
+# ------------------------------------------------------------------ data and checkpoints that do not fit
+
+def tiny_pretrain(data, run_dir) -> list:
+    return ["pretrain", "--train.data", data, "--train.run_dir", run_dir, "--train.device", "cpu",
+            "--train.dtype", "fp32", "--train.batch_size", "4", "--train.total_batch_tokens", "128",
+            "--train.max_steps", "2", "--train.eval_every", "0", "--train.sample_every", "0",
+            "--model.n_layer", "1", "--model.n_embd", "16", "--model.n_head", "2", "--model.n_kv_head", "2",
+            "--model.seq_len", "32"]
+
+
+@pytest.fixture
+def data_copy(prepared, tmp_path):
+    import shutil
+
+    d = tmp_path / "data"
+    shutil.copytree(prepared, d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def other_tokenizers(corpus_dir, tmp_path_factory):
+    """A foreign tokenizer with the same vocabulary size (320) and a smaller one (300)."""
+    from tinylm.data.sources import resolve
+    from tinylm.tokenizer import train_tokenizer
+
+    d = tmp_path_factory.mktemp("other-tok")
+    docs = lambda: resolve(str(corpus_dir / "valid.txt")).documents()  # noqa: E731
+    return train_tokenizer(docs(), 320, d / "same.json"), train_tokenizer(docs(), 300, d / "small.json")
+
+
+def test_foreign_tokenizer_of_the_same_size_in_the_data_dir_is_refused(data_copy, other_tokenizers, tmp_path, capsys):
+    import shutil
+
+    same, small = other_tokenizers
+    for tok in (same, small):
+        shutil.copyfile(tok.path, data_copy / "tokenizer.json")
+        rc, err = run_cli(tiny_pretrain(data_copy, tmp_path / "run"), capsys)
+        line = one_error_line(err)
+        assert rc == 1 and f"{data_copy}/tokenizer.json" in line and f"{data_copy}/prepare.json" in line, err
+        assert f"{tok.vocab_size} tokens" in line and "320 tokens" in line
+        assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained, nothing shipped
+
+
+def test_out_of_range_token_id_in_a_shard_is_caught_when_it_is_opened(data_copy, tmp_path, capsys):
+    import numpy as np
+
+    from tinylm.data.shards import HEADER_BYTES
+
+    shard = data_copy / "train-000.bin"
+    arr = np.memmap(shard, dtype=np.uint16, mode="r+", offset=HEADER_BYTES)
+    arr[1000] = 60000
+    arr.flush()
+    del arr
+    rc, err = run_cli(tiny_pretrain(data_copy, tmp_path / "run"), capsys)
+    line = one_error_line(err)
+    assert rc == 1 and str(shard) in line and "token id 60000" in line and "token 1,000" in line
+
+
+def test_shard_header_vocabulary_must_match_the_tokenizer(prepared, tokenizer):
+    from tinylm.data.shards import open_shard
+    from tinylm.data.sources import DataError
+
+    with pytest.raises(DataError, match="written for a vocabulary of 320 tokens, but the tokenizer has 300 \\(smaller\\)"):
+        open_shard(prepared / "val.bin", vocab_size=300)
+
+
+def test_malformed_prepare_json_names_the_file(data_copy, tmp_path, capsys):
+    (data_copy / "prepare.json").write_text('{"train": {"files": ["train-000.bin"] "x": 1}}')
+    rc, err = run_cli(tiny_pretrain(data_copy, tmp_path / "run"), capsys)
+    line = one_error_line(err)
+    assert rc == 1 and f"{data_copy}/prepare.json: damaged" in line and "delimiter" in line
+
+
+def test_damaged_checkpoint_files_are_named_in_every_reader(tiny_run, tmp_path, corpus_dir, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    ckpt = run / "checkpoints" / "step_000002"
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    for argv in (["sample", "--checkpoint", run, "--max_new_tokens", "2"],
+                 ["bpb", "--checkpoint", run, "--text", corpus_dir / "valid.txt"],
+                 ["export", "--checkpoint", run, "--out", tmp_path / "hf"]):
+        rc, err = run_cli(argv, capsys)
+        assert rc == 1 and f"{weights}: damaged checkpoint file" in one_error_line(err), (argv, err)
+
+
+def test_checkpoint_with_a_foreign_tokenizer_is_refused_when_sampling(tiny_run, other_tokenizers, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    ckpt = run / "checkpoints" / "step_000002"
+    shutil.copyfile(other_tokenizers[0].path, ckpt / "tokenizer.json")
+    rc, err = run_cli(["sample", "--checkpoint", run, "--max_new_tokens", "2"], capsys)
+    line = one_error_line(err)
+    assert rc == 1 and f"{ckpt}/tokenizer.json" in line and f"{ckpt}/meta.json" in line
+
+
+def test_export_onto_an_existing_file_is_refused(tiny_run, tmp_path, capsys):
+    target = tmp_path / "model.bin"
+    target.write_text("keep me")
+    rc, err = run_cli(["export", "--checkpoint", tiny_run, "--out", target], capsys)
+    assert rc == 1 and f"--out {target}: an existing file" in one_error_line(err)
+    assert target.read_text() == "keep me"
+
+
+# ------------------------------------------------------------------ metrics over nothing, empty results
+
+def test_bits_per_byte_of_an_empty_text_is_an_error(tiny_run, tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    rc, err = run_cli(["bpb", "--checkpoint", tiny_run, "--text", empty, "--out", tmp_path / "b.json"], capsys)
+    assert rc == 1 and "no text to score" in one_error_line(err)
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_eval_of_an_empty_text_is_an_error_and_keeps_the_previous_result(tiny_run, corpus_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    rc, _ = run_cli(["eval", "--model", tiny_run, "--tasks", f"bpb:{corpus_dir / 'valid.txt'}", "--out", out,
+                     "--device", "cpu"], capsys)
+    assert rc == 0
+    good = json.loads((out / "eval.json").read_text())["tasks"]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    rc, err = run_cli(["eval", "--model", tiny_run, "--tasks", f"bpb:{empty}", "--out", out, "--device", "cpu"], capsys)
+    assert rc == 1 and "nothing to score" in one_error_line(err)
+    doc = json.loads((out / "eval.json").read_text())
+    assert doc["tasks"] == good and f"bpb:{empty}" not in doc["tasks"]
+
+
+def test_tokenizer_stage_reports_replaced_invalid_utf8(tmp_path, capsys):
+    corpus = tmp_path / "bad.txt"
+    corpus.write_bytes(b"".join(b"story %d with a bad \xff byte\n<|endoftext|>\n" % i for i in range(50)))
+    rc = main(["tokenizer", "--corpus", str(corpus), "--vocab_size", "300", "--out", str(tmp_path / "tok.json")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "50 invalid UTF-8 byte sequence(s) replaced" in out
+
+
+def test_atomic_writes_keep_the_umask_mode(tmp_path):
+    import os
+    import stat
+
+    from tinylm.util import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "eval.json", "{}")
+        assert stat.S_IMODE((tmp_path / "eval.json").stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+
+
+# ------------------------------------------------------------------ one list of pipeline stages
+
+def test_pipeline_stage_lists_agree_with_what_runs(tmp_path, corpus_dir, monkeypatch, capsys):
+    """The Makefile comment, README, `tinylm --help` and `tinylm pipeline --help` quote the stage list
+    that run_pipeline actually follows."""
+    from pathlib import Path
+
+    import tinylm.cli as cli
+    from tinylm.stages import bpb, chat, eval as eval_stage, ifeval, prepare, pretrain as pre, report, sample, sft, tok_train
+
+    ran = []
+    run = tmp_path / "run"
+    for mod, name in ((tok_train, "tokenizer"), (prepare, "prepare"), (pre, "pretrain"), (bpb, "bpb"),
+                      (sample, "sample"), (sft, "sft"), (report, "report")):
+        monkeypatch.setattr(mod, "run", lambda *a, _n=name, **k: ran.append(_n))
+    monkeypatch.setattr(eval_stage, "run", lambda cfg: ran.append("eval (sft)" if cfg.model.endswith("sft") else "eval (base)"))
+    monkeypatch.setattr(ifeval, "run", lambda cfg: ran.append("ifeval (base, sft)"))
+    monkeypatch.setattr(chat, "generate_once", lambda cfg: ran.append("chat"))
+    cli.run_pipeline(cli.C.PipelineConfig(run_dir=str(run), corpus=str(corpus_dir / "train.txt")))
+    stages = [s for i, s in enumerate(ran) if i == 0 or ran[i - 1] != s]  # bpb, ifeval and chat run twice
+    assert tuple(stages) == cli.PIPELINE_STAGES
+
+    root = Path(__file__).resolve().parent.parent
+    flat = lambda text: " ".join(text.replace("#", " ").split())  # noqa: E731
+    assert cli.PIPELINE_ORDER in flat((root / "Makefile").read_text())
+    assert cli.PIPELINE_ORDER in flat((root / "README.md").read_text())
+    for argv in (["--help"], ["pipeline", "--help"]):
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert cli.PIPELINE_ORDER in flat(capsys.readouterr().out), argv
+
+
+def test_make_test_installs_every_optional_extra():
+    """CI runs `make test`: it must install every extra in pyproject.toml, so behaviour that only
+    appears with an extra installed (datasets present without a network) is tested."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    extras = set(tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    make = (root / "Makefile").read_text()
+    installed = set(re.search(r"^EXTRAS := (.+)$", make, re.M).group(1).split(","))
+    assert extras <= installed
+    assert re.search(r"^test: \$\(VENV\)/\.installed-all", make, re.M)

@@ -133,3 +133,55 @@ def test_fsdp_equals_single_process_accumulation_and_checkpoints_are_interchange
     shutil.copy(tmp_path / "single/metrics.jsonl", tmp_path / "back/metrics.jsonl")
     _spawn(PretrainConfig(tiny_model_cfg, dataclasses.replace(fsdp, run_dir=str(tmp_path / "back"))), resume=True)
     assert _close([r["loss"] for r in ref], _losses(tmp_path / "back"))
+
+
+def _sft_grad_worker(rank, world, port, tok_path, model_path, out_dir):
+    """One rank of a 2-process DDP SFT step: 8 of the 16 conversations each; rank 0 saves loss and gradients."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    import torch
+    import torch.distributed as dist
+
+    from tinylm.config import TrainConfig
+    from tinylm.data.sft_loader import ConversationLoader
+    from tinylm.runtime import Runtime
+    from tinylm.tokenizer import Tokenizer
+    from tinylm.train.loop import Trainer
+    from test_sft import UNEVEN
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        model = torch.load(model_path, weights_only=False)
+        tok = Tokenizer.load(tok_path)
+        cfg = TrainConfig(run_dir=str(out_dir), device="cpu", dtype="fp32", batch_size=8, total_batch_tokens=16 * 128,
+                          grad_clip=0.0)
+        rt = Runtime(torch.device("cpu"), torch.float32, rank=rank, local_rank=rank, world_size=world)
+        trainer = Trainer(rt, cfg, model, ConversationLoader(tok, UNEVEN, 8, 128, rank=rank, world_size=world,
+                                                             shuffle=False))
+        loss, _ = trainer.accumulate()
+        if rank == 0:
+            torch.save({"loss": loss.item(), "grad": torch.cat([p.grad.flatten() for p in model.parameters()])},
+                       out_dir / "ddp.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_sft_step_equals_one_process_token_weighted(tokenizer, tmp_path):
+    """2 ranks x 8 conversations give the loss and gradient of one process with all 16 (SFT micro-
+    batches hold different numbers of assistant tokens, so a plain mean over ranks would not)."""
+    import torch
+
+    from test_sft import _step_grads, _tiny
+    from tinylm.model import GPT
+
+    torch.manual_seed(0)
+    model = GPT(dataclasses.replace(_tiny(tokenizer), seq_len=128))
+    torch.save(model, tmp_path / "model.pt")
+    one_loss, one = _step_grads(tokenizer, model, 16, tmp_path)
+    mp.spawn(_sft_grad_worker, args=(2, _free_port(), tokenizer.path, tmp_path / "model.pt", tmp_path), nprocs=2,
+             join=True)
+    ddp = torch.load(tmp_path / "ddp.pt")
+    assert math.isclose(ddp["loss"], one_loss, rel_tol=1e-5)
+    assert torch.allclose(ddp["grad"], one, rtol=1e-4, atol=1e-6)

@@ -73,9 +73,15 @@ def write_jsonl(path, rows):
 def test_encode_pair_moves_trailing_space_to_continuation(tokenizer):
     lm = make_lm(tokenizer, BigramStub(tokenizer.vocab_size))
     ctx, cont = lm.encode_pair("Tom found a ", "ball")
-    assert ctx == [tokenizer.eot_id] + tokenizer.encode("Tom found a")
-    assert ctx[1:] + cont == tokenizer.encode("Tom found a ball")  # " ball" is one piece of the continuation
+    assert ctx == tokenizer.encode("Tom found a")  # lm-eval: no start token before a non-empty context
+    assert ctx + cont == tokenizer.encode("Tom found a ball")  # " ball" is one piece of the continuation
     assert tokenizer.decode(cont) == " ball"
+
+
+def test_start_token_is_the_context_of_an_empty_context_only(tokenizer):
+    lm = make_lm(tokenizer, BigramStub(tokenizer.vocab_size))
+    assert lm.encode_pair("", " The cat sleeps.") == ([tokenizer.eot_id], tokenizer.encode(" The cat sleeps."))
+    assert lm.encode_pair("The", " cat")[0] == tokenizer.encode("The")
 
 
 def test_loglikelihood_matches_hand_computed_bigram(tokenizer):
@@ -83,8 +89,8 @@ def test_loglikelihood_matches_hand_computed_bigram(tokenizer):
     lm = make_lm(tokenizer, stub)
     ctx, cont = "Lily saw a cat.", " The cat was happy."
     (ll, greedy), = lm.loglikelihood([(ctx, cont)])
-    seq = [tokenizer.eot_id] + tokenizer.encode(ctx + cont)
-    n_ctx = 1 + len(tokenizer.encode(ctx))
+    seq = tokenizer.encode(ctx + cont)
+    n_ctx = len(tokenizer.encode(ctx))
     expected = sum(stub.logp(seq[i - 1], seq[i]) for i in range(n_ctx, len(seq)))
     assert ll == pytest.approx(expected, abs=1e-4)
     want_greedy = all(stub.W[seq[i - 1]].argmax().item() == seq[i] for i in range(n_ctx, len(seq)))
@@ -93,9 +99,8 @@ def test_loglikelihood_matches_hand_computed_bigram(tokenizer):
 
 def test_greedy_flag_true_when_continuation_is_argmax(tokenizer):
     V = tokenizer.vocab_size
-    ids = tokenizer.encode("Max smiled")
+    seq = tokenizer.encode("Max smiled")
     W = torch.zeros(V, V)
-    seq = [tokenizer.eot_id] + ids
     for a, b in zip(seq, seq[1:]):
         W[a, b] = 10.0  # the continuation is the argmax path
     lm = make_lm(tokenizer, lambda x: W[x])
@@ -132,7 +137,7 @@ def test_long_context_is_truncated_from_the_left_and_counted(tokenizer):
     ctx = "Once upon a time, Lily found a ball in the park. She was very happy."
     (ll, _), = lm.loglikelihood([(ctx, " Tom smiled.")])
     assert lm.counters.truncated == 1 and lm.counters.requests == 1
-    whole = ([tokenizer.eot_id] + tokenizer.encode(ctx + " Tom smiled."))[-9:]  # last seq_len + 1 tokens
+    whole = tokenizer.encode(ctx + " Tom smiled.")[-9:]  # last seq_len + 1 tokens
     k = len(tokenizer.encode(ctx + " Tom smiled.")) - len(tokenizer.encode(ctx))
     expected = sum(stub.logp(whole[i - 1], whole[i]) for i in range(9 - k, 9))
     assert ll == pytest.approx(expected, abs=1e-4)
@@ -249,10 +254,10 @@ def test_blimp_prefers_grammatical_and_breaks_down_by_phenomenon(data):
         z.writestr("data/a.jsonl", "\n".join(map(json.dumps, rows_a)))
         z.writestr("data/b.jsonl", "\n".join(map(json.dumps, rows_b)) + "\n{broken")
         z.writestr("__MACOSX/data/._a.jsonl", b"\x00\x05\xb0 resource fork")
-    lm = StubLM({"The cat sleeps.": -3.0, "The cat sleep.": -4.0, "Dogs bark.": -5.0, "Dogs barks.": -2.0,
-                 "Who left?": -2.0, "Who left who?": -2.0})  # a tie counts as right
+    lm = StubLM({" The cat sleeps.": -3.0, " The cat sleep.": -4.0, " Dogs bark.": -5.0, " Dogs barks.": -2.0,
+                 " Who left?": -2.0, " Who left who?": -2.0})  # a tie counts as right
     r = run_task("blimp", lm)
-    assert lm.pairs[0] == ("", "The cat sleeps.")
+    assert lm.pairs[0] == ("", " The cat sleeps.")  # lm-eval's target delimiter " " before each sentence
     assert r["metrics"]["acc"]["value"] == pytest.approx(2 / 3)
     assert r["breakdown"]["phenomenon"] == {"agreement": {"acc": 0.5, "n": 2}, "island": {"acc": 1.0, "n": 1}}
     assert r["malformed"] == 1
@@ -343,8 +348,14 @@ def test_unknown_task_lists_available():
 
 
 def test_missing_data_file_says_where_it_was_expected(data):
-    with pytest.raises(TaskDataError, match=r"copa/copa\.jsonl"):
+    """With or without the `hf` extra: the local path it looked for is named (and, when `datasets`
+    is installed and the Hub cannot be reached, the Hub failure too)."""
+    import importlib.util
+
+    with pytest.raises(TaskDataError, match=r"copa/copa\.jsonl") as e:
         run_task("copa", StubLM())
+    if importlib.util.find_spec("datasets") is not None:
+        assert "from the Hub failed" in str(e.value)
 
 
 def test_harness_records_missing_data_and_continues(data):

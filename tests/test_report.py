@@ -325,3 +325,15 @@ def test_tex_sample_lines_starting_with_a_bracket_are_not_line_break_lengths():
 
     tex = _verbatim(Verbatim("Their side.\n\n[9]\nTHE END", "gc-1m"))
     assert "\\\\\n{}[9]" in tex  # "\\[9]" would be a line break with an optional length: LaTeX error
+
+
+def test_an_impossible_mfu_in_old_logs_is_never_printed(tmp_path):
+    run = make_run(tmp_path, "busy", stages=False)
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.endswith("}")]
+    for r in rows:
+        if "mfu" in r:
+            r["mfu"] = 2.327  # the peak was measured while another job held the CPU
+    rows[-1]["mfu"] = 0.31
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    md = write_report([run], tmp_path / "rep", pdf=False)["md"].read_text()
+    assert "232.7%" not in md and "31.0% (3 log lines above 100% left out" in md

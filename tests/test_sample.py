@@ -84,3 +84,76 @@ def test_compiled_decoding_gives_the_tokens_of_eager_decoding_and_full_recomputa
     prompts = torch.randint(0, 61, (3, 4), generator=torch.Generator().manual_seed(2))
     assert torch.equal(generate_batch(model, prompts, 20, temperature=0, compile=True),
                        generate_batch(model, prompts, 20, temperature=0))
+
+
+@pytest.fixture
+def sentencepiece_tok(tmp_path):
+    """A llama2.c-style SentencePiece vocabulary of single characters (byte fallback for the rest)."""
+    from tinylm.interop import llama2c
+    from tinylm.tokenizer import Tokenizer
+
+    chars = sorted(set("Once upon a time there was a cat."))
+    pieces = [b"<unk>", b"\n<s>\n", b"\n</s>\n"] + [f"<0x{b:02X}>".encode() for b in range(256)]
+    pieces += [c.encode() for c in chars]
+    llama2c.write_vocab(tmp_path / "tok.bin", pieces, [0.0] * len(pieces))
+    return Tokenizer(llama2c.hf_tokenizer(tmp_path / "tok.bin"), str(tmp_path / "tok.bin"))
+
+
+def _script(monkeypatch, ids):
+    import tinylm.sample as sample_mod
+
+    ids = list(ids)
+    monkeypatch.setattr(sample_mod, "sample_next", lambda *a, **k: torch.tensor([ids.pop(0)]))
+
+
+def test_sentencepiece_continuation_keeps_its_leading_space(sentencepiece_tok, monkeypatch, capsys):
+    from tinylm.config import SampleConfig
+    from tinylm.sample import complete
+    from tinylm.stages import sample as sample_stage
+
+    tok = sentencepiece_tok
+    cont = tok.encode("Once upon a time")[len(tok.encode("Once upon a")):]
+    assert tok.decode(cont) == "time"  # decoded alone, SentencePiece drops the space: the trap
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=tok.vocab_size, seq_len=48, n_layer=1, n_head=2, n_kv_head=2, n_embd=16)).eval()
+    _script(monkeypatch, cont + [tok.eot_id])
+    assert complete(model, tok, "Once upon a", max_new_tokens=20) == "Once upon a time"
+    _script(monkeypatch, cont + [tok.eot_id])
+    monkeypatch.setattr(sample_stage, "load_model", lambda *a, **k: (model, tok, {}))
+    out = sample_stage.run(SampleConfig(checkpoint="x", prompt="Once upon a", num_samples=1, device="cpu"))
+    assert out == ["Once upon a time"] and capsys.readouterr().out == "Once upon a time\n"
+
+
+def _hf_warped(logits, temperature, top_k, top_p):
+    warpers = pytest.importorskip("transformers.generation.logits_process")
+    out = warpers.TemperatureLogitsWarper(temperature)(None, logits.clone())
+    if top_k:
+        out = warpers.TopKLogitsWarper(top_k)(None, out)
+    if top_p < 1.0:
+        out = warpers.TopPLogitsWarper(top_p)(None, out)
+    return out
+
+
+CRAFTED = {
+    "uniform": [0.0, 0.0, 0.0, 0.0],  # exact top-p boundaries at 0.25, 0.5, 0.75
+    "halves": [2.0, 1.0, 1.0, 0.0, 0.0, -1.0],  # ties inside and at the top-k / top-p edges
+    "dyadic": [3 * 0.6931471805599453, 2 * 0.6931471805599453, 0.6931471805599453, 0.0, 0.0],  # 8:4:2:1:1
+    "peaked": [10.0, 0.0, 0.0, 0.0, -5.0],
+    "random": torch.randn(50, generator=torch.Generator().manual_seed(0)).tolist(),
+}
+
+
+@pytest.mark.parametrize("name", list(CRAFTED))
+def test_filters_select_what_transformers_warpers_select(name):
+    import itertools
+
+    from tinylm.sample import filter_logits
+
+    logits = torch.tensor([CRAFTED[name]])
+    for temperature, top_k, top_p in itertools.product([1.0, 0.5, 1.7], [0, 1, 2, 3, 4],
+                                                       [1.0, 0.0, 0.25, 0.5, 0.75, 0.8, 0.9, 0.5 + 1e-7]):
+        ours = filter_logits(logits, temperature, top_k, top_p)
+        theirs = _hf_warped(logits, temperature, top_k, top_p)
+        case = (temperature, top_k, top_p, ours, theirs)
+        assert torch.equal(torch.isinf(ours), torch.isinf(theirs)), case
+        assert torch.equal(ours[~torch.isinf(ours)], theirs[~torch.isinf(theirs)]), case

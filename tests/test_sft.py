@@ -119,3 +119,83 @@ def test_model_overrides_are_applied_and_printed(base_run, capsys):
     cfg = sft.model_config_from(base_run / "checkpoints" / "step_000030", "rope_theta=20000")
     assert cfg.rope_theta == 20000.0
     assert "rope_theta = 10000.0 -> 20000.0" in capsys.readouterr().out
+
+
+def test_resuming_a_finished_sft_run_keeps_its_summary(base_run, tmp_path, capsys):
+    """A skipped stage (the pipeline run a second time) must not overwrite the artifacts of the run
+    that did the work; a run resumed midway reports the padding of the whole run."""
+    chat = _chat_file(tmp_path, n=40)
+    train = TrainConfig(run_dir=str(tmp_path / "sft"), device="cpu", dtype="fp32", batch_size=4,
+                        total_batch_tokens=4 * 64, max_steps=6, warmup_steps=1, eval_every=0, sample_every=0,
+                        save_every=3, log_every=1)
+    cfg = SFTConfig(checkpoint=str(base_run), mixture=f"jsonl:{chat}", val_examples=4, heldout_percent=20, train=train)
+    first = sft.run(cfg)
+    start = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("training:"))
+    # padded conversations: the start line states real tokens per step, not B x T, and no empty peak
+    assert "real tokens" in start and "conversations averaging" in start and "TFLOP/s" not in start
+    summary = (tmp_path / "sft" / "summary.json").read_text()
+    assert first["padding"]["computed_positions"] > 0
+    sft.run(cfg, resume=True)
+    assert (tmp_path / "sft" / "summary.json").read_text() == summary
+    # killed after step 3 and resumed: the padding counts are those of all 6 steps
+    (tmp_path / "sft" / "summary.json").unlink()
+    import shutil
+
+    shutil.rmtree(tmp_path / "sft" / "checkpoints" / "step_000006")
+    again = sft.run(cfg, resume=True)
+    assert again["padding"] == first["padding"]
+
+
+def test_sft_on_conversations_without_an_assistant_turn_says_so(base_run, tmp_path):
+    p = tmp_path / "users.jsonl"
+    p.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"hi {i}"}]}) + "\n" for i in range(40)))
+    train = TrainConfig(run_dir=str(tmp_path / "sft"), device="cpu", dtype="fp32", batch_size=4,
+                        total_batch_tokens=4 * 64, max_steps=2, eval_every=0, sample_every=0)
+    with pytest.raises(Exception, match="0 usable conversations of .* without an assistant turn"):
+        sft.run(SFTConfig(checkpoint=str(base_run), mixture=f"jsonl:{p}", heldout_percent=20, train=train))
+
+
+def test_small_jsonl_needs_and_gets_a_held_out_share_knob(base_run, tmp_path):
+    chat = _chat_file(tmp_path, n=20)
+    train = TrainConfig(run_dir=str(tmp_path / "sft"), device="cpu", dtype="fp32", batch_size=4,
+                        total_batch_tokens=4 * 64, max_steps=2, eval_every=0, sample_every=0)
+    cfg = SFTConfig(checkpoint=str(base_run), mixture=f"jsonl:{chat}", val_examples=4, train=train)
+    with pytest.raises(ValueError, match="no test examples .*raise --heldout_percent"):
+        sft.run(cfg)
+    summary = sft.run(dataclasses.replace(cfg, heldout_percent=30))
+    assert summary["data"]["val_conversations"] > 0 and summary["step"] == 2
+
+
+UNEVEN = [conv(f"Tell me about the {t}.", " ".join([f"The {t} is nice."] * (1 + i % 5)))
+          for i, t in enumerate(["ball", "cat", "tree", "boat", "cake", "kite", "dog", "sun"] * 2)]
+
+
+def _step_grads(tokenizer, model, batch_size, tmp_path):
+    """Loss and gradients of one optimizer step over the same 16 conversations in micro-batches of batch_size."""
+    import copy
+
+    from tinylm.runtime import Runtime
+    from tinylm.train.loop import Trainer
+
+    T = 128
+    cfg = TrainConfig(run_dir=str(tmp_path / f"b{batch_size}"), device="cpu", dtype="fp32", batch_size=batch_size,
+                      total_batch_tokens=16 * T, grad_clip=0.0)
+    m = copy.deepcopy(model)
+    trainer = Trainer(Runtime(torch.device("cpu"), torch.float32), cfg, m,
+                      ConversationLoader(tokenizer, UNEVEN, batch_size, T, shuffle=False))
+    assert trainer.accum == 16 // batch_size
+    loss, _ = trainer.accumulate()
+    return loss.item(), torch.cat([p.grad.flatten() for p in m.parameters()])
+
+
+def test_grad_accumulation_weights_micro_batches_by_their_loss_tokens(tokenizer, tmp_path):
+    torch.manual_seed(0)
+    model = GPT(dataclasses.replace(_tiny(tokenizer), seq_len=128))
+    one_loss, one = _step_grads(tokenizer, model, 16, tmp_path)
+    two_loss, two = _step_grads(tokenizer, model, 8, tmp_path)
+    # the mean over every assistant token of the 16 conversations, computed directly
+    x, y = ConversationLoader(tokenizer, UNEVEN, 16, 128, shuffle=False).next_batch()
+    with torch.no_grad():
+        want = F.cross_entropy(model(x).flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX).item()
+    assert one_loss == pytest.approx(want, rel=1e-5) and two_loss == pytest.approx(want, rel=1e-5)
+    assert torch.allclose(one, two, rtol=1e-4, atol=1e-6), (one - two).abs().max()

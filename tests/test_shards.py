@@ -287,12 +287,17 @@ def test_rerunning_prepare_removes_stale_shards(small_corpus, tokenizer, tmp_pat
     assert int((_concat(train) == tokenizer.eot_id).sum()) == len(train_docs)
 
 
-def test_prepare_max_train_bytes_stops_early(small_corpus, tokenizer, tmp_path):
+def test_prepare_max_train_bytes_is_honoured_within_a_batch_and_a_document(small_corpus, tokenizer, tmp_path):
+    """The budget is counted per document, not per batch of 64, and a document larger than what is
+    left (a whole book) is cut at a character boundary."""
     source, train_docs, _ = small_corpus
-    meta = prepare(source, tokenizer, tmp_path / "p", max_train_bytes=1, batch_docs=4)
-    assert meta["train"]["documents"] == 4  # one batch, then the byte budget is spent
+    sizes = [len(d.encode("utf-8")) for d in train_docs]
+    budget = sizes[0] + sizes[1] + 10
+    meta = prepare(source, tokenizer, tmp_path / "p", max_train_bytes=budget, batch_docs=64)
+    assert meta["train"]["documents"] == 3 and meta["train"]["bytes"] == budget
     train, _, _ = load_prepared(tmp_path / "p")
-    np.testing.assert_array_equal(_concat(train), _expected_stream(tokenizer, train_docs[:4]))
+    cut = train_docs[2].encode("utf-8")[:10].decode("utf-8")
+    np.testing.assert_array_equal(_concat(train), _expected_stream(tokenizer, [*train_docs[:2], cut]))
 
 
 def test_prepare_of_an_empty_train_split_raises_and_writes_no_metadata(tmp_path, tokenizer):
@@ -323,3 +328,37 @@ def test_prepare_with_byte_budget_still_reports_replaced_utf8(tmp_path, tokenize
     meta = prepare(resolve(str(p)), tokenizer, tmp_path / "out", max_train_bytes=1, batch_docs=1)
     assert meta["train"]["documents"] == 1
     assert meta["train"]["replaced_utf8"] == 1
+
+
+def test_failed_prepare_leaves_the_previous_data_directory_intact(small_corpus, tokenizer, tmp_path):
+    import lzma
+
+    source, _, _ = small_corpus
+    out = tmp_path / "data"
+    prepare(source, tokenizer, out, shard_tokens=200)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (out / "notes.txt").write_text("mine")
+    bad = tmp_path / "bad.txt.xz"
+    bad.write_bytes(lzma.compress(("a story\n<|endoftext|>\n" * 2000).encode())[:-200])  # truncated .xz
+    with pytest.raises(DataError, match="cannot decompress"):
+        prepare(resolve(str(bad)), tokenizer, out)
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert after == {**before, "notes.txt": b"mine"}
+    assert load_prepared(out)[0]  # prepare.json and its shards still agree
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+    prepare(source, tokenizer, out)  # a successful rerun replaces the set and keeps files it does not own
+    assert _dir_names(out) == ["notes.txt", "prepare.json", "tokenizer.json", "train-000.bin", "val.bin"]
+
+
+def test_prepared_files_get_the_umask_mode_not_mkstemps_0600(small_corpus, tokenizer, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "data"
+        prepare(small_corpus[0], tokenizer, out)
+        assert stat.S_IMODE(out.stat().st_mode) == 0o755
+        assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o644}
+    finally:
+        os.umask(old)

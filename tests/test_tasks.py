@@ -77,7 +77,7 @@ def test_jsonl_conversations_strict_stops_with_line_number(tmp_path):
     p = tmp_path / "chat.jsonl"
     good = json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
     p.write_text(good + "\n{not json\n" + json.dumps({"messages": [{"role": "robot", "content": "x"}]}) + "\n" + good + "\n")
-    with pytest.raises(DataError, match=r"chat.jsonl:2"):
+    with pytest.raises(DataError, match=r"chat.jsonl:2: .*name the task jsonl-lenient:"):
         JsonlConversations(p).examples("train")
     lenient = JsonlConversations(p, skip_bad=True, heldout_percent=0)
     assert len(lenient.examples("train")) == 2

@@ -172,12 +172,12 @@ def test_mfu_in_metrics_is_tokens_per_second_times_flops_over_peak(tiny_model_cf
     from tinylm.model import flops_per_token
     from tinylm.train import loop
 
-    monkeypatch.setattr(loop, "peak_flops", lambda device, dtype: (1e9, "test peak"))
+    monkeypatch.setattr(loop, "peak_flops", lambda device, dtype: (1e12, "test peak"))
     pretrain.run(PretrainConfig(tiny_model_cfg, dataclasses.replace(tiny_train_cfg, max_steps=3, save_every=0)))
     rows = [json.loads(x) for x in (Path(tiny_train_cfg.run_dir) / "metrics.jsonl").read_text().splitlines()]
     fpt = flops_per_token(tiny_model_cfg)
     for r in rows:
-        assert r["mfu"] == pytest.approx(r["tok_per_s"] * fpt / 1e9, rel=1e-3, abs=1e-4)
+        assert r["mfu"] == pytest.approx(r["tok_per_s"] * fpt / 1e12, rel=1e-3, abs=1e-4)
 
 
 def test_save_every_zero_still_ends_with_the_final_checkpoint(tiny_model_cfg, tiny_train_cfg):
@@ -191,6 +191,121 @@ def test_max_steps_zero_is_refused_before_any_work():
 
     with pytest.raises(ValueError, match="--train.max_steps must be >= 1"):
         validate(PretrainConfig(train=TrainConfig(max_steps=0)))
+
+
+def test_an_impossible_mfu_remeasures_the_peak_once_and_is_never_logged(tiny_model_cfg, tiny_train_cfg, monkeypatch):
+    from tinylm.train import loop
+
+    calls = []
+    monkeypatch.setattr(loop, "peak_flops", lambda device, dtype: (1e3, "measured while busy"))
+    monkeypatch.setattr(loop, "remeasure_peak", lambda device, dtype, old: calls.append(old) or (2e3, "measured again"))
+    pretrain.run(PretrainConfig(tiny_model_cfg, dataclasses.replace(tiny_train_cfg, max_steps=3, save_every=0)))
+    rows = [json.loads(x) for x in (Path(tiny_train_cfg.run_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert calls == [1e3] and all(r["mfu"] is None for r in rows)
+
+
+def test_matmul_peak_measurement_does_not_move_the_global_rng():
+    from tinylm.runtime import measure_matmul_peak
+
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    assert measure_matmul_peak(torch.device("cpu"), torch.float32, n=64, seconds=0.01) > 0
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def _checkpoint_files(ckpt: Path) -> dict[str, bytes]:
+    files = {p.name: p.read_bytes() for p in sorted(ckpt.iterdir())}
+    meta = json.loads(files.pop("meta.json"))
+    meta.pop("elapsed_s")  # wall-clock seconds: the one field that cannot repeat
+    meta["config"]["train"].pop("run_dir")  # the two runs live in different directories
+    files["meta.json"] = json.dumps(meta, sort_keys=True).encode()
+    return files
+
+
+def test_resumed_checkpoints_are_byte_identical_to_the_uninterrupted_run(tiny_model_cfg, tiny_train_cfg, tmp_path):
+    """Weights, AdamW moments, every RNG state and the data position: the files of a run killed and
+    resumed equal the uninterrupted run's byte for byte (each run measures its matmul peak afresh,
+    as a new process would)."""
+    from tinylm import runtime
+
+    cfg = dataclasses.replace(tiny_train_cfg, sample_every=3, sample_tokens=4, keep_last=0)
+    runtime.peak_flops.cache_clear()
+    full = dataclasses.replace(cfg, run_dir=str(tmp_path / "full"))
+    pretrain.run(PretrainConfig(tiny_model_cfg, full))
+
+    cut = dataclasses.replace(cfg, run_dir=str(tmp_path / "cut"))
+    runtime.peak_flops.cache_clear()
+    trainer = pretrain.build(PretrainConfig(tiny_model_cfg, cut))
+
+    def die(step):
+        if step == 7:  # after the sample at step 6, before the checkpoint at step 8
+            raise KeyboardInterrupt
+
+    trainer.on_step = die
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    runtime.peak_flops.cache_clear()
+    pretrain.build(PretrainConfig(tiny_model_cfg, cut)).fit(resume=True)
+    names = [p.name for p in list_checkpoints(full.run_dir)]
+    assert names == [p.name for p in list_checkpoints(cut.run_dir)] == ["step_000004", "step_000008", "step_000012"]
+    for name in names:
+        a = _checkpoint_files(tmp_path / "full" / "checkpoints" / name)
+        b = _checkpoint_files(tmp_path / "cut" / "checkpoints" / name)
+        assert a.keys() == b.keys() and [k for k in a if a[k] != b[k]] == [], name
+    # samples.jsonl is trimmed on resume like metrics.jsonl: the sample at step 6 appears once
+    assert (tmp_path / "cut" / "samples.jsonl").read_text() == (tmp_path / "full" / "samples.jsonl").read_text()
+
+
+def test_stale_checkpoint_temp_dirs_are_removed_on_start(tiny_model_cfg, tiny_train_cfg):
+    root = Path(tiny_train_cfg.run_dir) / "checkpoints"
+    (root / ".step_000004.abc123.tmp").mkdir(parents=True)
+    (root / ".step_000004.abc123.tmp" / "model.safetensors").write_bytes(b"half")
+    (root / ".step_000008.old").mkdir()
+    pretrain.run(PretrainConfig(tiny_model_cfg, dataclasses.replace(tiny_train_cfg, max_steps=2)))
+    assert sorted(p.name for p in root.iterdir()) == ["step_000002"]
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "optimizer.safetensors"])
+def test_truncated_checkpoint_file_is_named_and_resume_offers_the_previous_one(tiny_model_cfg, tiny_train_cfg, name):
+    from tinylm.train.checkpoint import CheckpointError
+
+    pretrain.run(PretrainConfig(tiny_model_cfg, dataclasses.replace(tiny_train_cfg, max_steps=8)))
+    bad = Path(tiny_train_cfg.run_dir) / "checkpoints" / "step_000008" / name
+    bad.write_bytes(bad.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match=f"{bad}: damaged checkpoint file.*step_000004 is complete"):
+        pretrain.build(PretrainConfig(tiny_model_cfg, tiny_train_cfg)).fit(resume=True)
+    if name == "model.safetensors":
+        with pytest.raises(CheckpointError, match=f"{bad}: damaged"):
+            load_model(tiny_train_cfg.run_dir)
+
+
+def test_full_disk_during_checkpoint_write_is_one_clear_error(tiny_model_cfg, tiny_train_cfg, monkeypatch, capsys):
+    import errno
+
+    from tinylm.cli import main
+
+    real_save = ckpt_mod.save_file
+    calls = {"n": 0}
+
+    def full_disk(tensors, path):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the second checkpoint
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(tensors, path)
+
+    monkeypatch.setattr(ckpt_mod, "save_file", full_disk)
+    t = tiny_train_cfg
+    m = tiny_model_cfg
+    rc = main(["pretrain", "--train.data", t.data, "--train.run_dir", t.run_dir, "--train.device", "cpu",
+               "--train.dtype", "fp32", "--train.batch_size", "4", "--train.total_batch_tokens", "128",
+               "--train.max_steps", "8", "--train.save_every", "4", "--train.eval_every", "0",
+               "--train.sample_every", "0", "--model.n_layer", str(m.n_layer), "--model.n_embd", str(m.n_embd),
+               "--model.n_head", str(m.n_head), "--model.n_kv_head", str(m.n_kv_head), "--model.seq_len", "32"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    line = [x for x in err.splitlines() if "error:" in x]
+    assert len(line) == 1 and "No space left on device" in line[0] and "step_000004 is intact" in line[0]
+    assert [p.name for p in (Path(t.run_dir) / "checkpoints").iterdir()] == ["step_000004"]
 
 
 def test_auto_dtype_uses_bf16_only_where_the_hardware_has_it(monkeypatch):

@@ -12,13 +12,14 @@
     tinylm bpb        [--field v]    bits per byte of a checkpoint on a text   (BpbConfig)
     tinylm eval       --model M --tasks a,b [--limit N]   evaluation harness        (EvalConfig)
     tinylm compare    RESULTS...     one table across models' eval.json files
-    tinylm export     --format hf|llama2c --checkpoint C --out D                (ExportConfig)
+    tinylm export     --format hf|llama2c|gguf --checkpoint C --out D [--outtype f16]   (ExportConfig)
     tinylm import     --format hf|llama2c --path P [--tokenizer T] --out RUN    (ImportConfig)
     tinylm pipeline   [--field v]    the default pipeline, stage after stage    (PipelineConfig)
     tinylm sweep      --out DIR [--sizes LxD,..] [--budgets C,..] [--grid F=a,b] [--seeds s,..]   grid of runs
     tinylm scaling    SWEEP [--out DIR]   IsoFLOP + parametric scaling-law fits with bootstrap intervals, figures
     tinylm plan       --fit FIT.json --minutes M | --flops F   recommended shape and steps for a budget
     tinylm report     RUN_DIR [RUN_DIR ...] [--out DIR] [--no_pdf]   technical report from artifacts
+    tinylm board      RUN_DIR [RUN_DIR ...] [--port P]   training curves of runs side by side (TensorBoard)
 
 Every field of a stage's config is a flag; `--config FILE.json` loads a saved config first and
 `--print_config` prints the resolved config without running anything.
@@ -88,6 +89,12 @@ def _build_config(cls, args, base=None):
     return cfg
 
 
+# What `tinylm pipeline` runs, in order: the one list that `tinylm --help`, `tinylm pipeline --help`,
+# the Makefile and the README quote (tests/test_cli_errors.py checks them all against a real run).
+PIPELINE_STAGES = ("tokenizer", "prepare", "pretrain", "bpb", "sample", "eval (base)", "sft", "ifeval (base, sft)",
+                   "eval (sft)", "report", "chat")
+PIPELINE_ORDER = " -> ".join(PIPELINE_STAGES)
+
 STAGES = {
     "tokenizer": (C.TokenizerConfig, "train a byte-level BPE tokenizer on a corpus sample"),
     "prepare": (C.PrepareConfig, "tokenize a corpus into token shards (train-NNN.bin, val.bin)"),
@@ -99,9 +106,9 @@ STAGES = {
     "ifeval": (C.IFEvalConfig, "constraint satisfaction on held-out checkable instructions"),
     "bpb": (C.BpbConfig, "bits per byte of a checkpoint on a text file or corpus"),
     "eval": (C.EvalConfig, "evaluate a model (tinylm, llama2.c .bin or Hugging Face) on benchmark tasks"),
-    "export": (C.ExportConfig, "export a checkpoint to Hugging Face (LlamaForCausalLM) or llama2.c format"),
+    "export": (C.ExportConfig, "export a checkpoint to Hugging Face (LlamaForCausalLM), llama2.c or GGUF (llama.cpp)"),
     "import": (C.ImportConfig, "import a Hugging Face Llama directory or a llama2.c .bin as a tinylm checkpoint"),
-    "pipeline": (C.PipelineConfig, "run the default pipeline: tokenizer -> prepare -> pretrain -> bpb -> eval -> sft -> ifeval -> eval -> report"),
+    "pipeline": (C.PipelineConfig, f"run the default pipeline: {PIPELINE_ORDER}"),
 }
 
 
@@ -135,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", metavar="RESULTS", help="eval output directories or eval.json files")
     p.add_argument("--out", default="", help="also write the table to this Markdown file")
     _add_report_parser(sub)
+    p = sub.add_parser("board", help="training curves of several runs side by side in TensorBoard",
+                       description="Open TensorBoard on the runs' tb/ event files (--train.tracker tensorboard); a run "
+                                   "trained without a tracker gets tb/ written from its metrics.jsonl first.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="training run directories (pretraining, sft, ...)")
+    p.add_argument("--port", type=int, default=6006, help="TensorBoard's port (default: 6006)")
+    p.add_argument("--print_only", action="store_true", help="print the tensorboard command instead of running it")
     _add_experiment_parsers(sub)
     return parser
 
@@ -342,6 +355,14 @@ def _main(argv=None) -> int:
 
         eval_stage.list_tasks() if args.command == "eval" else eval_stage.compare(args.results, args.out)
         return 0
+    if args.command == "board":
+        from tinylm.train.tracker import TrackerError, board
+
+        try:
+            return board(args.runs, args.port, args.print_only)
+        except (TrackerError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     if args.command == "report":
         from tinylm.stages import report
 
@@ -396,7 +417,9 @@ def _main(argv=None) -> int:
         bpb.run(cfg)
     elif args.command == "eval":
         from tinylm.stages import eval as eval_stage
-        eval_stage.run(cfg)
+        doc = eval_stage.run(cfg)
+        if not doc["run_tasks"]:  # every task skipped: say so with a failing status
+            raise ValueError("no task produced a result: " + "; ".join(f"{n}: {e}" for n, e in doc["run_errors"].items()))
     elif args.command == "pipeline":
         run_pipeline(cfg)
     return 0
@@ -452,12 +475,9 @@ def check_pipeline(p: C.PipelineConfig) -> None:
 
 
 def run_pipeline(p: C.PipelineConfig) -> None:
-    """The default pipeline. Each stage is skipped when its artifact already exists, and training
-    stages resume from their newest checkpoint, so running it again continues where it stopped.
-
-        tokenizer -> prepare -> pretrain -> bpb (2 corpora) -> samples -> eval (base) -> sft
-        -> ifeval (base, sft) -> eval (sft) -> report -> two chat answers
-    """
+    """The default pipeline, PIPELINE_STAGES in order (bpb on 2 corpora, two chat answers at the end).
+    Each stage is skipped when its artifact already exists, and training stages resume from their
+    newest checkpoint, so running it again continues where it stopped."""
     from tinylm.stages import bpb, ifeval, prepare, pretrain, report, sample, sft, tok_train
 
     check_pipeline(p)
@@ -468,7 +488,8 @@ def run_pipeline(p: C.PipelineConfig) -> None:
     if not (data / "prepare.json").exists():
         prepare.run(C.PrepareConfig(corpus=p.corpus, tokenizer=str(tok_path), out=str(data),
                                     max_train_bytes=p.max_train_bytes))
-    train = C.TrainConfig(run_dir=str(run), data=str(data), max_steps=p.max_steps, device=p.device, compile=p.compile)
+    train = C.TrainConfig(run_dir=str(run), data=str(data), max_steps=p.max_steps, device=p.device, compile=p.compile,
+                          tracker=p.tracker)
     pretrain.run(C.PretrainConfig(model=C.model_preset(p.preset), train=train), resume=True)
     for text in ("gutenberg-children", "tinystories"):
         out = run / f"bpb-{text}.json"
@@ -486,7 +507,7 @@ def run_pipeline(p: C.PipelineConfig) -> None:
         return
     sft_dir = run / "sft"
     sft_train = dataclasses.replace(C.SFTConfig().train, run_dir=str(sft_dir), max_steps=p.sft_steps,
-                                    device=p.device, compile=p.compile)
+                                    device=p.device, compile=p.compile, tracker=p.tracker)
     sft.run(C.SFTConfig(checkpoint=str(run), mixture=p.sft_mixture, train=sft_train), resume=True)
     for name, ckpt in (("base", run), ("sft", sft_dir)):
         if _up_to_date(run / f"ifeval-{name}.json", ckpt):

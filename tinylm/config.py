@@ -154,6 +154,8 @@ class TrainConfig:
     save_every: int = 250  # steps between checkpoints; 0 = only the final one
     keep_last: int = 3  # keep the newest N checkpoints; 0 = keep all
     init_from: str = ""  # start from this checkpoint's weights (later stages: SFT, DPO, ...)
+    tracker: str = ""  # mirror metrics and samples live: tensorboard | wandb (offline) | "" (metrics.jsonl only)
+    tracker_dir: str = ""  # tracker log directory; default <run_dir>/tb (tensorboard) or <run_dir>/wandb
 
 
 @dataclass
@@ -213,8 +215,9 @@ class IFEvalConfig:
 @dataclass
 class ExportConfig:
     checkpoint: str = "runs/default"  # run dir or checkpoint dir
-    format: str = "hf"  # hf (transformers LlamaForCausalLM directory) | llama2c (run.c model.bin + tokenizer.bin)
-    out: str = "runs/default/export-hf"  # output directory; must not be an existing file
+    format: str = "hf"  # hf (transformers LlamaForCausalLM directory) | llama2c (run.c model.bin + tokenizer.bin) | gguf (llama.cpp)
+    out: str = "runs/default/export-hf"  # output directory (not an existing file); gguf: a .gguf file or a directory for model-<outtype>.gguf
+    outtype: str = "f32"  # gguf weights: f32 (exact) | f16 | q8_0 (norm gains stay f32)
 
 
 @dataclass
@@ -278,6 +281,7 @@ class PipelineConfig:
     eval_tasks: str = "quick"  # `tinylm eval` suite or task list for the base and SFT models ("" = skip)
     eval_limit: int = 200  # examples per evaluation task (per paradigm for BLiMP) to keep `make run` short; 0 = all
     report: bool = True  # finish with `tinylm report` on the run (PDF only when a TeX engine is installed)
+    tracker: str = ""  # tensorboard | wandb: live curves of pretraining and SFT (`tinylm board RUN RUN/sft`)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     compile: bool = False  # torch.compile the model (first steps slower, then faster)
 
@@ -312,11 +316,11 @@ RANGES: dict[str, dict[str, tuple]] = {
 }
 CHOICES: dict[str, dict[str, tuple]] = {
     "TrainConfig": dict(dtype=("auto", "bf16", "fp16", "fp32"), schedule=("cosine", "wsd"), parallel=("ddp", "fsdp"),
-                        optimizer=("adamw", "muon")),
-    "ExportConfig": dict(format=("hf", "llama2c")),
+                        optimizer=("adamw", "muon"), tracker=("", "tensorboard", "wandb")),
+    "ExportConfig": dict(format=("hf", "llama2c", "gguf"), outtype=("f32", "f16", "q8_0")),
     "ImportConfig": dict(format=("hf", "llama2c")),
     "EvalConfig": dict(dtype=("fp32", "bf16")),
-    "PipelineConfig": dict(preset=tuple(MODEL_PRESETS)),
+    "PipelineConfig": dict(preset=tuple(MODEL_PRESETS), tracker=("", "tensorboard", "wandb")),
 }
 
 

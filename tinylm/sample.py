@@ -27,23 +27,31 @@ import torch
 from tinylm.model import GPT, KVCache
 
 
+def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Temperature, then top-k, then top-p (nucleus; Holtzman et al. 2020) on logits (B, V) -> (B, V),
+    removed tokens at -inf. Selects exactly the tokens that transformers' TemperatureLogitsWarper,
+    TopKLogitsWarper and TopPLogitsWarper select, in that order (tests/test_sample.py): top-k keeps
+    every token tied with the k-th; top-p keeps a token when the tokens ranked above it hold less
+    than top_p of the mass (computed, as there, from the ascending cumulative sum), and always the
+    most likely one."""
+    logits = logits.float() / temperature
+    if 0 < top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1, None]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=False)
+        drop = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
+        drop[..., -1:] = False
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """Pick next tokens from logits (B, V) -> (B,). temperature 0 = greedy (argmax)."""
     if temperature <= 0:
         return logits.argmax(dim=-1)
-    logits = logits.float() / temperature
-    if top_k > 0 and top_k < logits.size(-1):
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1, None]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        probs = sorted_logits.softmax(-1)
-        # drop a token when the tokens ranked above it already cover top_p of the mass
-        drop = probs.cumsum(-1) - probs > top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    probs = logits.softmax(-1)
+    probs = filter_logits(logits, temperature, top_k, top_p).softmax(-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
@@ -145,27 +153,42 @@ def generate_batch(model: GPT, prompts: torch.Tensor, max_new_tokens: int, tempe
 
 class TextStream:
     """Turns a stream of token ids into printable text pieces. A UTF-8 character can span several
-    byte-level tokens, so text is only released once it no longer ends in a partial character."""
+    byte-level tokens, so text is only released once it no longer ends in a partial character.
 
-    def __init__(self, tok):
-        self.tok, self.ids, self.shown = tok, [], ""
+    `prefix` holds the ids the new tokens continue (the prompt): text is decoded together with
+    them, because a token's text can depend on what precedes it. A SentencePiece decoder drops the
+    leading space of the first token it decodes, so "Once upon a" + "▁time" decoded alone would
+    print "Once upon atime"."""
+
+    def __init__(self, tok, prefix=()):
+        self.tok, self.prefix, self.ids = tok, list(prefix), []
+        self.head = tok.decode(self.prefix) if self.prefix else ""
+        self.shown = ""
 
     def push(self, token: int) -> str:
         self.ids.append(token)
-        text = self.tok.decode(self.ids)
+        text = self.text()
         if text.endswith("\ufffd"):
             return ""
         new, self.shown = text[len(self.shown):], text
         return new
 
     def text(self) -> str:
-        return self.tok.decode(self.ids)
+        """Text of the new tokens only, as they read after the prefix."""
+        whole = self.tok.decode(self.prefix + self.ids)
+        return whole[len(self.head):] if whole.startswith(self.head) else self.tok.decode(self.ids)
+
+    def rest(self) -> str:
+        """What push() has not released yet (a trailing partial character)."""
+        return self.text()[len(self.shown):]
 
 
 def complete(model: GPT, tok, prompt: str, **kwargs) -> str:
     """Convenience: text in, text out. An empty prompt starts a new document (<|endoftext|>)."""
-    ids = [tok.eot_id] + tok.encode(prompt)
-    out = list(generate(model, ids, stop_ids=(tok.eot_id,), **kwargs))
-    if out and out[-1] == tok.eot_id:
-        out = out[:-1]
-    return prompt + tok.decode(out)
+    prompt_ids = tok.encode(prompt)
+    stream = TextStream(tok, prompt_ids)
+    for t in generate(model, [tok.eot_id] + prompt_ids, stop_ids=(tok.eot_id,), **kwargs):
+        if t == tok.eot_id:
+            break
+        stream.push(t)
+    return prompt + stream.text()

@@ -21,8 +21,10 @@ from tinylm.data.sources import DataError
 
 class TokenLoader:
     def __init__(self, shard_paths, batch_size: int, seq_len: int, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, device="cpu", shuffle: bool = True):
-        self.shards = [open_shard(p) for p in shard_paths]
+                 rank: int = 0, world_size: int = 1, device="cpu", shuffle: bool = True,
+                 vocab_size: int | None = None):
+        # with vocab_size: each shard's header and token ids are checked against the tokenizer
+        self.shards = [open_shard(p, vocab_size) for p in shard_paths]
         self.paths = [str(p) for p in shard_paths]
         self.B, self.T = batch_size, seq_len
         self.seed, self.rank, self.world_size = seed, rank, world_size

@@ -51,11 +51,16 @@ class ConversationLoader:
                 continue
             self.rows.append((np.asarray(ids, dtype=np.int64), np.asarray(mask, dtype=bool)))
         if len(self.rows) < batch_size * world_size:
-            raise DataError(f"{len(self.rows)} usable conversations (dropped {self.dropped_too_long} longer than "
-                            f"{seq_len + 1} tokens), fewer than one batch of {batch_size * world_size}")
+            raise DataError(f"{len(self.rows)} usable conversations of {len(self.rows) + self.dropped_too_long + self.dropped_no_target} "
+                            f"(dropped {self.dropped_too_long} longer than {seq_len + 1} tokens and "
+                            f"{self.dropped_no_target} without an assistant turn to learn from), fewer than one batch "
+                            f"of {batch_size * world_size}")
         self.epoch, self.cursor = 0, 0
         self._order = self._epoch_order(0)
         self._computed = self._padding = 0
+        # input positions of the average conversation (its length minus the last target), for the
+        # trainer's start line: a step of padded conversations holds far fewer real tokens than B*T
+        self.mean_length = float(np.mean([len(ids) - 1 for ids, _ in self.rows]))
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         n = len(self.rows)
@@ -74,13 +79,16 @@ class ConversationLoader:
         return np.concatenate([order[j * step : (j + 1) * step] for j in perm])
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "cursor": self.cursor, "seed": self.seed, "n_rows": len(self.rows)}
+        # the padding counters travel with the position, so a resumed run reports the whole run's padding
+        return {"epoch": self.epoch, "cursor": self.cursor, "seed": self.seed, "n_rows": len(self.rows),
+                "computed_positions": self._computed, "padding_positions": self._padding}
 
     def load_state_dict(self, state: dict) -> None:
         if state["n_rows"] != len(self.rows) or state["seed"] != self.seed:
             raise DataError(f"SFT data position was saved for {state['n_rows']} conversations (seed {state['seed']}), "
                             f"the data now has {len(self.rows)} (seed {self.seed})")
         self.epoch, self.cursor = state["epoch"], state["cursor"]
+        self._computed, self._padding = state.get("computed_positions", 0), state.get("padding_positions", 0)
         self._order = self._epoch_order(self.epoch)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:

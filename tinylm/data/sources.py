@@ -92,6 +92,7 @@ class ReadStats:
 
     documents: int = 0
     bytes: int = 0
+    raw_bytes: int = 0  # decompressed file bytes read so far, separators included (progress against total_bytes)
     replaced: int = 0  # invalid UTF-8 byte sequences replaced by U+FFFD
     files: list[str] = field(default_factory=list)
     replaced_by_file: dict[str, int] = field(default_factory=dict)
@@ -117,6 +118,63 @@ def _open_binary(path: Path):
     return open(path, "rb")
 
 
+def _xz_uncompressed_size(f, end: int) -> int:
+    """Sum of the uncompressed sizes in the indexes of an .xz file's streams, read backwards from
+    each stream footer (xz file format 1.0.4, sections 2.1.2 and 4), without decompressing."""
+    def varint(buf, i):
+        value = shift = 0
+        while True:
+            b = buf[i]
+            i += 1
+            value |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return value, i
+
+    total, pos = 0, end
+    while pos > 0:
+        f.seek(pos - 4)
+        if f.read(4) == b"\0\0\0\0":  # stream padding
+            pos -= 4
+            continue
+        f.seek(pos - 12)
+        footer = f.read(12)
+        if footer[10:] != b"YZ":
+            raise ValueError("no xz stream footer")
+        index_size = (int.from_bytes(footer[4:8], "little") + 1) * 4
+        f.seek(pos - 12 - index_size)
+        index = f.read(index_size)
+        n, i = varint(index, 1)
+        blocks = 0
+        for _ in range(n):
+            unpadded, i = varint(index, i)
+            size, i = varint(index, i)
+            total += size
+            blocks += (unpadded + 3) // 4 * 4
+        pos -= 12 + blocks + index_size + 12
+    if pos != 0:
+        raise ValueError("xz streams do not add up to the file")
+    return total
+
+
+def uncompressed_size(path) -> int | None:
+    """Bytes a reader of `path` will see, known before reading it: the file size, the .xz
+    indexes' sum, or the .gz trailer's ISIZE (the size modulo 2^32 of its last member); None if unknown."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if path.name.endswith(".xz"):
+            with open(path, "rb") as f:
+                return _xz_uncompressed_size(f, size)
+        if path.name.endswith(".gz"):
+            with open(path, "rb") as f:
+                f.seek(-4, os.SEEK_END)
+                return int.from_bytes(f.read(4), "little")
+        return size
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _decoded_lines(path: Path, stats: ReadStats) -> Iterator[str]:
     counter = _ReplaceCounter()
     handler = f"tinylm_count_{id(counter)}"
@@ -125,6 +183,7 @@ def _decoded_lines(path: Path, stats: ReadStats) -> Iterator[str]:
     try:
         with _open_binary(path) as f:
             for raw in f:  # binary line iteration: memory is bounded by the longest line
+                stats.raw_bytes += len(raw)
                 # CRLF -> LF: Windows line endings would otherwise leave a stray \r in every document
                 yield decoder.decode(raw).replace("\r\n", "\n")
             tail = decoder.decode(b"", final=True)
@@ -209,6 +268,13 @@ class Source:
     hub: str = ""
     hub_splits: tuple[str, str] = ("train", "validation")
     text_field: str = "text"
+
+    def total_bytes(self, split: str = "train") -> int | None:
+        """Decompressed bytes of a split's local files (what ReadStats.raw_bytes counts to), known
+        up front so progress bars have a total; None for a Hub dataset or an unreadable size."""
+        files = self.train_files if split == "train" else self.valid_files
+        sizes = [uncompressed_size(f) for f in files]
+        return sum(sizes) if files and None not in sizes else None
 
     def documents(self, split: str = "train", stats: ReadStats | None = None) -> Iterator[str]:
         stats = stats if stats is not None else ReadStats()

@@ -26,13 +26,22 @@ from tinylm.eval.tasks.base import TaskDataError
 from tinylm.util import atomic_write_text, code_version, hardware_info
 
 SCHEMA = "tinylm.eval/1"
+# how contexts begin (eval/lm.py); `prefix_doc_start: true` in older files meant every context
+# started with the document-start token
+START_TOKEN_PROTOCOL = ("lm-eval: the document-start token (the export's bos_token) is the context of an empty "
+                        "context only; non-empty contexts get no start token (add_bos_token false)")
 
 
 def evaluate(lm, task_names: list[str], limit: int = 0, log=print, on_task=None) -> dict:
     """Run the tasks in order; `on_task(found)` after each one (the harness saves then, so a
     killed run keeps every finished task)."""
+    from tinylm.progress import bar
+
     results, errors = {}, {}
+    tasks_bar = bar(total=len(task_names), desc="eval tasks", unit="task", disable=len(task_names) < 2)
+    log = tasks_bar.write if log is print else log  # lines print above the bar, not through it
     for name in task_names:
+        tasks_bar.set_postfix_str(name)
         task = registry.get(name)
         task.name = name
         lm.counters.requests = lm.counters.truncated = 0
@@ -42,6 +51,12 @@ def evaluate(lm, task_names: list[str], limit: int = 0, log=print, on_task=None)
         except TaskDataError as e:
             errors[name] = str(e)
             log(f"{name}: skipped: {e}")
+            tasks_bar.update(1)
+            continue
+        tasks_bar.update(1)
+        if not res.get("n"):  # nothing scored is not a result: never let it replace a real one
+            errors[name] = "nothing to score (0 examples)"
+            log(f"{name}: skipped: nothing to score (0 examples)")
             continue
         res["seconds"] = round(time.time() - t0, 1)
         res["limit"] = limit or None
@@ -51,6 +66,7 @@ def evaluate(lm, task_names: list[str], limit: int = 0, log=print, on_task=None)
         log(summary_line(name, res))
         if on_task:
             on_task({"tasks": results, "errors": errors})
+    tasks_bar.close()
     return {"tasks": results, "errors": errors}
 
 
@@ -145,7 +161,7 @@ def run(lm, task_names: list[str], limit: int, out_dir, extra: dict | None = Non
     t0 = time.time()
     head = {"schema": SCHEMA, "model": lm.info, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "code_version": code_version(), "hardware": hardware_info(), "limit": limit or None,
-            "prefix_doc_start": True, **(extra or {})}
+            "prefix_doc_start": False, "start_token": START_TOKEN_PROTOCOL, **(extra or {})}
 
     load_start = [round(x, 2) for x in os.getloadavg()]
 
@@ -160,4 +176,4 @@ def run(lm, task_names: list[str], limit: int, out_dir, extra: dict | None = Non
     print(f"eval: {len(found['tasks'])} task(s) in {doc['seconds']:.0f}s -> {path} (+ eval.md, samples.md)")
     if found["errors"]:
         print(f"eval: {len(found['errors'])} task(s) not run: {', '.join(found['errors'])}")
-    return doc
+    return dict(doc, run_errors=found["errors"], run_tasks=list(found["tasks"]))  # this run's, not the file's

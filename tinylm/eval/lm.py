@@ -6,14 +6,19 @@ lm-evaluation-harness's `LM.loglikelihood`) or `loglikelihood_rolling([text, ...
 tokenizes, truncates, batches and scores.
 
 Protocol choices, made once here for every task:
-- A context/continuation pair is tokenized as lm-evaluation-harness's `_encode_pair` does it:
-  trailing spaces of the context move to the continuation, the whole string is encoded, and the
-  continuation's tokens are the whole encoding minus the context's (so a leading space or a word
-  piece merged across the boundary belongs to the continuation).
-- Every context starts with the model's document-start token (<|endoftext|> in tinylm, <s> in
-  llama2.c/Llama vocabularies): that is how every training document began. lm-evaluation-harness
-  adds it only for an empty context; for models trained on documents that open with it, prefixing
-  it always is the faithful setting (recorded in every results file as `prefix_doc_start`).
+The protocol is lm-evaluation-harness's (0.4.x, `lm_eval --model hf` with default settings on
+the model exported by `tinylm export --format hf`; tests/test_lm_eval_parity.py runs lm-eval itself
+and asserts the same numbers):
+- A context/continuation pair is tokenized as the harness's `_encode_pair` does it: trailing
+  spaces of the context move to the continuation, the whole string is encoded, and the
+  continuation's tokens are the whole encoding minus as many tokens as the context's own
+  encoding has (so a leading space or a word piece merged across the boundary belongs to the
+  continuation).
+- The document-start token (<|endoftext|> in tinylm, <s> in llama2.c vocabularies; the export's
+  `bos_token`) is the context of an empty context only (BLiMP's sentences, the first rolling
+  window), as the harness's `prefix_token_id`; a non-empty context is scored as it is, with no
+  start token. The export's tokenizer adds no special tokens (`add_bos_token: false`, no
+  post-processor), so the harness adds none either. Recorded in eval.json as `start_token`.
 - A sequence longer than the context window keeps its last `seq_len + 1` tokens (truncated from
   the left, as the harness does); such requests are counted per task.
 - Scores are computed in float32 log-softmax; the forward pass runs in the model's dtype unless
@@ -57,19 +62,16 @@ class LanguageModel:
 
     # ----------------------------------------------------------------------------- encoding
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        if not context:  # the harness's empty-context rule: the start token is the context
+            cont = self.tok.encode(continuation)
+            return ([self.tok.eot_id], cont) if cont[:1] != [self.tok.eot_id] else (cont[:1], cont[1:])
         n_spaces = len(context) - len(context.rstrip())
         if n_spaces:
             continuation = context[-n_spaces:] + continuation
             context = context[:-n_spaces]
         whole = self.tok.encode(context + continuation)
-        ctx = self.tok.encode(context) if context else []
-        # A tokenizer may merge across the boundary; the continuation is what follows the
-        # context's own encoding, falling back to encoding it alone when the prefix differs.
-        if whole[: len(ctx)] == ctx:
-            cont = whole[len(ctx):]
-        else:
-            cont = self.tok.encode(continuation)
-        return [self.tok.eot_id] + ctx, cont
+        ctx = self.tok.encode(context)
+        return ctx, whole[len(ctx):]
 
     # ----------------------------------------------------------------------------- scoring
     def _score(self, requests: list[tuple[list[int], list[int]]], desc: str = "") -> list[tuple[float, bool]]:
@@ -78,7 +80,7 @@ class LanguageModel:
 
         Each distinct input is run once: requests that differ only in their targets (MMLU's
         " A".." D" after one prompt) read their log-probs off the same row."""
-        from tqdm import tqdm
+        from tinylm.progress import bar
 
         rows: dict[tuple, int] = {}
         inputs: list[tuple] = []
@@ -107,9 +109,8 @@ class LanguageModel:
             batches.append(cur)
         ctx = (torch.autocast(device_type=torch.device(self.device).type, dtype=self.autocast_dtype)
                if self.autocast_dtype else contextlib.nullcontext())
-        show = len(inputs) > 2000
         with torch.inference_mode(), ctx:
-            for batch in tqdm(batches, desc=desc, leave=False, disable=not show, mininterval=5):
+            for batch in bar(batches, desc=desc or "score", unit="batch", disable=len(batches) < 2):
                 width = len(inputs[batch[0]])
                 x = torch.zeros(len(batch), width, dtype=torch.long)
                 pos_r, pos_c, tgts, sizes = [], [], [], []
@@ -148,6 +149,8 @@ class LanguageModel:
             ctx, cont = self.encode_pair(context, continuation)
             if not cont:
                 raise ValueError(f"empty continuation after tokenization (context {context[-40:]!r})")
+            if not ctx:  # a context that encodes to nothing (whitespace only): the start token stands in
+                ctx = [self.tok.eot_id]
             whole = ctx + cont
             self.counters.requests += 1
             if len(whole) > L + 1:

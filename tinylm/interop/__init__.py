@@ -24,7 +24,13 @@ def read_model(format: str, path, tokenizer=""):
         tok_path = Path(tokenizer) if tokenizer else tok_path
         if tok_path is None:
             raise ValueError(f"{path}: no tokenizer.json; pass --tokenizer")
-        tok = Tokenizer.load(tok_path)
+        try:
+            from tokenizers import Tokenizer as HFTokenizer
+
+            hf = HFTokenizer.from_str(hf_io.unmarked_tokenizer_json(Path(tok_path).read_text(encoding="utf-8")))
+        except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
+            raise ValueError(f"{tok_path}: not a valid tokenizer.json ({e})") from e
+        tok = Tokenizer(hf, str(tok_path))
     else:
         raise ValueError(f"unknown import format {format!r}; choose hf or llama2c")
     model = GPT(cfg)

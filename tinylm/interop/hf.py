@@ -2,23 +2,32 @@
 
 The model is a Llama: the same RMSNorm, SwiGLU, grouped-query attention and the same rotary
 layout (the two halves of each head), so export is a renaming of tensors, with no permutation.
-The tokenizer is already a Hugging Face `tokenizers` file and travels as it is, with the chat
-template of tinylm/chat.py as a Jinja `chat_template`, so `apply_chat_template` renders exactly
-what tinylm trained on. The directory loads offline with `AutoModelForCausalLM` and
+The tokenizer is already a Hugging Face `tokenizers` file and travels with one change, with the
+chat template of tinylm/chat.py as a Jinja `chat_template`, so `apply_chat_template` renders
+exactly what tinylm trained on. The directory loads offline with `AutoModelForCausalLM` and
 `AutoTokenizer`; writing it needs no `transformers`.
+
+The change: tinylm encodes text as text, so a message or document containing `<|end|>` or
+`<|endoftext|>` can never become a control token. A Hugging Face tokenizer matches its special
+tokens' names anywhere in a string, and `apply_chat_template` renders the conversation to one
+string before encoding it, so the names must be something text does not contain. The export
+prefixes every special token's name with MARK, the Unicode noncharacter U+FDD0 (reserved for a
+program's internal use, never interchanged), the chat template writes the marked names and
+deletes MARK from message content, and the decoder deletes MARK, so decoded text reads
+`<|end|>` as before. Plain `encode` and `apply_chat_template` then give tinylm's ids for any text
+(text containing U+FDD0 itself aside); `tinylm import` removes the marks again.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from tinylm.chat import jinja_template
+from tinylm.chat import jinja_template, stop_ids
 from tinylm.config import ModelConfig, to_dict
 from tinylm.util import atomic_write_text, code_version
 
@@ -69,6 +78,51 @@ def hf_config(cfg: ModelConfig, bos_id: int, eos_ids: list[int], pad_id: int | N
     }
 
 
+MARK = "\ufdd0"
+
+
+def marked_tokenizer_json(tok) -> str:
+    """tokenizer.json for the export: special tokens named MARK + name, MARK removed on decoding."""
+    j = json.loads(tok.hf.to_str())
+    vocab = j["model"]["vocab"]
+    for t in j["added_tokens"]:
+        if t["special"] and not t["content"].startswith(MARK):
+            name = t["content"]
+            t["content"] = MARK + name
+            if isinstance(vocab, dict) and vocab.get(name) == t["id"]:
+                vocab[MARK + name] = vocab.pop(name)
+            elif isinstance(vocab, list) and t["id"] < len(vocab) and vocab[t["id"]][0] == name:  # Unigram
+                vocab[t["id"]][0] = MARK + name
+    strip = {"type": "Replace", "pattern": {"String": MARK}, "content": ""}
+    dec = j.get("decoder")
+    j["decoder"] = strip if dec is None else {"type": "Sequence", "decoders": [dec, strip]}
+    return json.dumps(j, ensure_ascii=False)
+
+
+def unmarked_tokenizer_json(text: str) -> str:
+    """The inverse of marked_tokenizer_json (a tokenizer without marks comes back unchanged)."""
+    j = json.loads(text)
+    if not any(t["content"].startswith(MARK) for t in j.get("added_tokens", [])):
+        return text
+    vocab = j["model"]["vocab"]
+    for t in j["added_tokens"]:
+        if t["content"].startswith(MARK):
+            name = t["content"][len(MARK):]
+            if isinstance(vocab, dict) and vocab.get(t["content"]) == t["id"]:
+                vocab[name] = vocab.pop(t["content"])
+            elif isinstance(vocab, list) and t["id"] < len(vocab) and vocab[t["id"]][0] == t["content"]:
+                vocab[t["id"]][0] = name
+            t["content"] = name
+    dec = j.get("decoder") or {}
+    strip = {"type": "Replace", "pattern": {"String": MARK}, "content": ""}
+    if dec == strip:
+        j["decoder"] = None
+    elif dec.get("type") == "Sequence" and dec["decoders"] and dec["decoders"][-1] == strip:
+        rest = dec["decoders"][:-1]
+        j["decoder"] = rest[0] if len(rest) == 1 else {"type": "Sequence", "decoders": rest}
+    return json.dumps(j, ensure_ascii=False)
+
+
 def model_card(cfg: ModelConfig, meta: dict, params: int, extra: dict | None = None) -> str:
     train = meta.get("config", {}).get("train", {})
     lines = [
@@ -107,23 +161,26 @@ def export_hf(model, tok, meta: dict, out_dir, scores: dict | None = None) -> Pa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     chat_ok = tok.has_chat_tokens()
-    end = tok.hf.token_to_id("<|end|>") if chat_ok else None
-    eos_ids = [i for i in (end, tok.eot_id) if i is not None]
-    bos = tok.hf.id_to_token(tok.eot_id)
+    eos_ids = list(stop_ids(tok)) if chat_ok else [tok.eot_id]  # the ids `tinylm chat` stops at
+
+    def name(i):  # a special token's name in the export
+        return MARK + tok.hf.id_to_token(i)
+
+    bos = name(tok.eot_id)
     save_file(to_hf_state_dict(model.state_dict(), cfg), str(out / "model.safetensors"), metadata={"format": "pt"})
     atomic_write_text(out / "config.json", json.dumps(hf_config(cfg, tok.eot_id, eos_ids, tok.pad_id), indent=2) + "\n")
     atomic_write_text(out / "generation_config.json", json.dumps(
         {"bos_token_id": tok.eot_id, "eos_token_id": eos_ids, "pad_token_id": tok.pad_id,
          "max_length": cfg.seq_len, "do_sample": True, "temperature": 0.8, "top_k": 50}, indent=2) + "\n")
-    shutil.copyfile(tok.path, out / "tokenizer.json")
+    atomic_write_text(out / "tokenizer.json", marked_tokenizer_json(tok))
     tok_cfg = {
         "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": cfg.seq_len,
-        "bos_token": bos, "eos_token": tok.hf.id_to_token(eos_ids[0]),
-        "pad_token": tok.hf.id_to_token(tok.pad_id) if tok.pad_id is not None else None,
+        "bos_token": bos, "eos_token": name(eos_ids[0]),
+        "pad_token": name(tok.pad_id) if tok.pad_id is not None else None,
         "add_bos_token": False, "add_eos_token": False, "clean_up_tokenization_spaces": False,
     }
     if chat_ok:
-        tok_cfg["chat_template"] = jinja_template()
+        tok_cfg["chat_template"] = jinja_template(MARK)
     atomic_write_text(out / "tokenizer_config.json", json.dumps(tok_cfg, indent=2) + "\n")
     atomic_write_text(out / "special_tokens_map.json", json.dumps(
         {k: tok_cfg[k] for k in ("bos_token", "eos_token", "pad_token") if tok_cfg[k]}, indent=2) + "\n")
@@ -131,6 +188,27 @@ def export_hf(model, tok, meta: dict, out_dir, scores: dict | None = None) -> Pa
         k: meta.get(k) for k in ("stage", "step", "tokens_seen", "tokenizer_sha256", "code_version")}}, indent=2) + "\n")
     atomic_write_text(out / "README.md", model_card(cfg, meta, model.num_params(), scores))
     return out
+
+
+def rope_theta_of(c: dict, where) -> float:
+    """RoPE base of a Llama config in either layout: transformers 5 writes `rope_parameters`
+    ({"rope_type": "default", "rope_theta": ...}), earlier versions a top-level `rope_theta` with
+    `rope_scaling`. tinylm's model has plain RoPE only, so any scaling (linear, dynamic, yarn,
+    llama3, ...) is refused rather than silently dropped."""
+    params = c.get("rope_parameters") or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"{where}/config.json: rope_parameters is not an object")
+    if "full_attention" in params and isinstance(params["full_attention"], dict):  # per-layer-type layout
+        params = params["full_attention"]
+    for block in (params, c.get("rope_scaling") or {}):
+        kind = block.get("rope_type", block.get("type", "default"))
+        if kind != "default":
+            raise ValueError(f"{where}/config.json: RoPE scaling {kind!r} ({json.dumps(block)}) cannot be represented "
+                             "by tinylm's model (plain RoPE only); import refused")
+    thetas = {float(v) for v in (params.get("rope_theta"), c.get("rope_theta")) if v is not None}
+    if len(thetas) > 1:
+        raise ValueError(f"{where}/config.json: rope_parameters.rope_theta and rope_theta disagree ({sorted(thetas)})")
+    return thetas.pop() if thetas else 10000.0
 
 
 def import_hf(hf_dir) -> tuple[ModelConfig, dict[str, torch.Tensor], Path | None]:
@@ -142,15 +220,16 @@ def import_hf(hf_dir) -> tuple[ModelConfig, dict[str, torch.Tensor], Path | None
         raise ValueError(f"{d}/config.json: {e}") from e
     if c.get("model_type") != "llama":
         raise ValueError(f"{d}: model_type {c.get('model_type')!r}; only Llama-architecture models can be imported")
-    if c.get("rope_scaling") or c.get("attention_bias") or c.get("mlp_bias"):
-        raise ValueError(f"{d}: rope_scaling / attention or MLP biases are not supported by tinylm's model")
+    if c.get("attention_bias") or c.get("mlp_bias"):
+        raise ValueError(f"{d}/config.json: attention or MLP biases are not supported by tinylm's model")
+    rope_theta = rope_theta_of(c, d)
     n_head = c["num_attention_heads"]
     head_dim = c.get("head_dim") or c["hidden_size"] // n_head
     if head_dim * n_head != c["hidden_size"]:
         raise ValueError(f"{d}: head_dim {head_dim} x {n_head} heads != hidden_size {c['hidden_size']}")
     cfg = ModelConfig(vocab_size=c["vocab_size"], seq_len=c["max_position_embeddings"], n_layer=c["num_hidden_layers"],
                       n_head=n_head, n_kv_head=c.get("num_key_value_heads", n_head), n_embd=c["hidden_size"],
-                      ffn_hidden=c["intermediate_size"], rope_theta=c.get("rope_theta", 10000.0),
+                      ffn_hidden=c["intermediate_size"], rope_theta=rope_theta,
                       norm_eps=c.get("rms_norm_eps", 1e-6), tie_embeddings=c.get("tie_word_embeddings", False))
     if dataclasses.replace(cfg, ffn_hidden=0).hidden_dim == cfg.ffn_hidden:
         cfg = dataclasses.replace(cfg, ffn_hidden=0)  # tinylm's default size: keep the config as tinylm writes it

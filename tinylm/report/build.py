@@ -128,15 +128,25 @@ def write_report(run_dirs, out, pdf: bool = True, cost: CostAssumptions | None =
     from tinylm.report.render_tex import build_pdf, render_tex
     from tinylm.util import atomic_write_text
 
+    from tinylm.progress import bar
+
     out = Path(out)
     fig_dir = out / "figures"
+    steps = bar(total=5 if pdf else 4, desc="report", unit="step")
+    steps.set_postfix_str("artifacts and figures")
     doc = build_document(run_dirs, fig_dir, cost, sweeps)
     paths = {"md": out / "report.md", "html": out / "report.html", "tex": out / "report.tex"}
-    atomic_write_text(paths["md"], render_md(doc, out))
-    atomic_write_text(paths["html"], render_html(doc))
-    atomic_write_text(paths["tex"], render_tex(doc, out))
+    for kind, render in (("md", lambda: render_md(doc, out)), ("html", lambda: render_html(doc)),
+                         ("tex", lambda: render_tex(doc, out))):
+        steps.update(1)
+        steps.set_postfix_str(kind)
+        atomic_write_text(paths[kind], render())
+    steps.update(1)
     if pdf:
+        steps.set_postfix_str("pdf (LaTeX)")
         paths["pdf"], paths["pdf_note"] = build_pdf(paths["tex"])
+        steps.update(1)
     else:
         paths["pdf"], paths["pdf_note"] = None, "skipped (--no_pdf)"
+    steps.close()
     return paths

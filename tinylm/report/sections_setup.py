@@ -68,6 +68,9 @@ def pretrain_numbers(run: Run) -> dict:
     rows = run.metrics
     last = last_row(rows)
     vals = val_rows(rows, "val_bpb")
+    # an MFU above 100% was computed against a peak measured while the machine was busy (older logs):
+    # a measurement error, left out of the median and of the recovered peak
+    mfu_rows = [r for r in rows if not (num(r.get("mfu")) is not None and r["mfu"] > 1)]
     info = run.model_info()
     fpt = info.get("flops_per_token")
     tokens = last.get("tokens")
@@ -77,10 +80,11 @@ def pretrain_numbers(run: Run) -> dict:
         "flops_per_token": fpt, "steps": num(last.get("step")), "tokens": tokens, "elapsed_s": num(last.get("elapsed_s")),
         "final_loss": num(last.get("loss")), "val_bpb_first": vals[0]["val_bpb"] if vals else None,
         "val_bpb": vals[-1]["val_bpb"] if vals else None, "val_bpb_step": num(vals[-1].get("step")) if vals else None,
-        "tok_per_s": median_of(rows, "tok_per_s"), "mfu": median_of(rows, "mfu"),
+        "tok_per_s": median_of(rows, "tok_per_s"), "mfu": median_of(mfu_rows, "mfu"),
+        "mfu_impossible": len(rows) - len(mfu_rows),
         "total_flops": fpt * tokens if fpt and tokens else None,
     }
-    peaks = [r["tok_per_s"] * fpt / r["mfu"] for r in rows
+    peaks = [r["tok_per_s"] * fpt / r["mfu"] for r in mfu_rows
              if fpt and num(r.get("mfu")) and r["mfu"] > 0 and num(r.get("tok_per_s"))]
     out["peak_flops"] = statistics.median(peaks) if peaks else None
     return out
@@ -274,7 +278,9 @@ def training_section(ctx: Context) -> Section:
     add("code version", lambda r: str((r.meta or {}).get("code_version", "not recorded")))
     add("wall-clock", lambda r: fduration(num[r.name]["elapsed_s"]))
     add("median tokens/s", lambda r: fint(num[r.name]["tok_per_s"]))
-    add("median MFU", lambda r: fpct(num[r.name]["mfu"]))
+    add("median MFU", lambda r: fpct(num[r.name]["mfu"]) + (f" ({num[r.name]['mfu_impossible']} log lines above 100% "
+                                                             "left out: peak measured while busy)"
+                                                             if num[r.name]["mfu_impossible"] else ""))
     add("peak FLOP/s behind MFU", lambda r: f"{fsi(num[r.name]['peak_flops'])} FLOP/s" if num[r.name]["peak_flops"] else "n/a")
     add("total training FLOPs", lambda r: f"{fsi(num[r.name]['total_flops'])} FLOP" if num[r.name]["total_flops"] else "n/a")
     add("seed", lambda r: str(tc[r.name].get("seed")))

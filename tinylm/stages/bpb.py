@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tinylm.bpb import score_documents
 from tinylm.config import BpbConfig, to_dict
-from tinylm.data.sources import CORPORA, ReadStats, iter_file_documents, resolve
+from tinylm.data.sources import CORPORA, DataError, ReadStats, iter_file_documents, resolve
 from tinylm.runtime import resolve_device
 from tinylm.train.checkpoint import find_checkpoint, load_model
 from tinylm.util import atomic_write_text
@@ -36,6 +36,8 @@ def run(cfg: BpbConfig) -> dict:
     stats = ReadStats()
     t0 = time.time()
     res = score_documents(model, tok, _documents(cfg, stats), cfg.context_len, cfg.batch_size)
+    if res.bytes == 0:  # a metric over nothing is not a perfect score
+        raise DataError(f"{cfg.text}: no text to score (0 documents, 0 bytes)")
     out = {"checkpoint": str(find_checkpoint(cfg.checkpoint)), "step": meta.get("step"), "text": cfg.text,
            "files": stats.files, "replaced_utf8": stats.replaced, **res.to_dict(),
            "seconds": round(time.time() - t0, 1), "config": to_dict(cfg)}

@@ -1,7 +1,8 @@
 """Talk to a model: `tinylm chat` (interactive, multi-turn, streaming) and `tinylm generate`
 (one answer to one prompt). Both keep a KV cache; chat keeps one across turns.
 
-In chat, type a message and press Enter. Commands:
+In chat, type a message and press Enter; Ctrl-C stops a reply, and at the prompt ends the chat.
+Commands:
     /reset          start a new conversation
     /temp 0.7       set the temperature (0 = greedy)
     /max 150        set the maximum tokens per answer
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from tinylm.chat import ChatSession, ContextFullError
+from tinylm.chat import ChatSession, ContextFullError, MessageTooLongError
 from tinylm.config import ChatConfig
 from tinylm.runtime import resolve_device
 from tinylm.train.checkpoint import load_model
@@ -24,9 +25,15 @@ HELP = "commands: /reset  /temp T  /max N  /help  /quit"
 
 
 def _reply(session: ChatSession, text: str, cfg: ChatConfig, out) -> None:
-    for piece in session.send(text, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, seed=cfg.seed):
-        out.write(piece)
-        out.flush()
+    """Stream one reply; Ctrl-C stops it (the session keeps what was said so far)."""
+    stream = session.send(text, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, seed=cfg.seed)
+    try:
+        for piece in stream:
+            out.write(piece)
+            out.flush()
+    except KeyboardInterrupt:
+        stream.close()
+        out.write(" (stopped)")
     out.write("\n")
 
 
@@ -45,7 +52,10 @@ def chat(cfg: ChatConfig, inp=sys.stdin, out=sys.stdout) -> None:
     while True:
         out.write("you> ")
         out.flush()
-        line = inp.readline()
+        try:
+            line = inp.readline()
+        except KeyboardInterrupt:  # Ctrl-C at the prompt: leave quietly
+            line = ""
         if not line:  # end of input
             out.write("\n")
             return
@@ -61,10 +71,19 @@ def chat(cfg: ChatConfig, inp=sys.stdin, out=sys.stdout) -> None:
                     session.reset()
                     out.write("(new conversation)\n")
                 elif cmd == "/temp":
-                    cfg.temperature = float(arg)
+                    t = float(arg)
+                    if not t >= 0:
+                        out.write(f"(/temp {arg} refused: the temperature is 0 (greedy) or more)\n")
+                        continue
+                    cfg.temperature = t
                     out.write(f"(temperature {cfg.temperature})\n")
                 elif cmd == "/max":
-                    cfg.max_new_tokens = int(arg)
+                    n, ctx = int(arg), model.cfg.seq_len
+                    if not 1 <= n < ctx:
+                        out.write(f"(/max {n} refused: the context holds {ctx} tokens, prompt included; "
+                                  f"choose 1 to {ctx - 1})\n")
+                        continue
+                    cfg.max_new_tokens = n
                     out.write(f"(max tokens {cfg.max_new_tokens})\n")
                 else:
                     out.write(HELP + "\n")
@@ -74,6 +93,9 @@ def chat(cfg: ChatConfig, inp=sys.stdin, out=sys.stdout) -> None:
         out.write("bot> ")
         try:
             _reply(session, text, cfg, out)
+        except MessageTooLongError as e:
+            out.write(f"(message not sent: {e}.)\n")
+            continue
         except ContextFullError as e:
             out.write(f"(context full: {e}. Type /reset to start over.)\n")
             continue

@@ -1,7 +1,8 @@
-"""Move models in and out of tinylm: Hugging Face (transformers) and llama2.c formats.
+"""Move models in and out of tinylm: Hugging Face (transformers), llama2.c and GGUF (llama.cpp) formats.
 
 Run: tinylm export --format hf --checkpoint runs/default/sft --out runs/default/export-hf
      tinylm export --format llama2c --checkpoint runs/default --out runs/default/export-llama2c
+     tinylm export --format gguf --checkpoint runs/default/sft --out runs/default/model.gguf [--outtype f16|q8_0]
      tinylm import --format llama2c --path ../shared/data/checkpoints/stories260K.bin \\
                    --tokenizer ../shared/data/checkpoints/tok512.bin --out runs/stories260K
      tinylm import --format hf --path some-llama-dir --out runs/imported
@@ -41,16 +42,26 @@ def scores_of(ckpt: Path) -> dict[str, str]:
 
 
 def export(cfg: ExportConfig) -> Path:
-    model, tok, meta = load_model(cfg.checkpoint, "cpu")
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: an existing file; export writes a directory (model and tokenizer files), "
+                         "so choose a new path or a directory")
+    model, tok, meta = load_model(cfg.checkpoint, "cpu")
     if cfg.format == "hf":
         hf_io.export_hf(model, tok, meta, out, scores_of(find_checkpoint(cfg.checkpoint)))
     elif cfg.format == "llama2c":
         out.mkdir(parents=True, exist_ok=True)
         llama2c.export(model, tok, out / "model.bin", out / "tokenizer.bin")
+    elif cfg.format == "gguf":
+        from tinylm.interop import gguf as gguf_io
+
+        if out.suffix != ".gguf":
+            out = out / f"model-{cfg.outtype}.gguf"
+        gguf_io.write_gguf(model, tok, out, cfg.outtype, meta)
     else:
-        raise ValueError(f"unknown export format {cfg.format!r}; choose hf or llama2c")
-    print(f"export: {find_checkpoint(cfg.checkpoint)} -> {out} ({cfg.format})")
+        raise ValueError(f"unknown export format {cfg.format!r}; choose hf, llama2c or gguf")
+    print(f"export: {find_checkpoint(cfg.checkpoint)} -> {out} ({cfg.format}"
+          + (f", {cfg.outtype}, {out.stat().st_size / 1e6:.1f} MB)" if cfg.format == "gguf" else ")"))
     return out
 
 
@@ -64,6 +75,11 @@ def import_model(cfg: ImportConfig) -> Path:
         if cfg.format == "llama2c":  # the checkpoint holds the converted tokenizer.json
             tok_path = Path(tmp) / "tokenizer.json"
             llama2c.hf_tokenizer(cfg.tokenizer).save(str(tok_path))  # as converted, no runtime flags
+            tok = Tokenizer.load(tok_path)
+        elif cfg.format == "hf":  # the export's special-token marks removed (interop/hf.py)
+            tok_path = Path(tmp) / "tokenizer.json"
+            tok_path.write_text(hf_io.unmarked_tokenizer_json(Path(tok.path).read_text(encoding="utf-8")),
+                                encoding="utf-8")
             tok = Tokenizer.load(tok_path)
         if tok.vocab_size != model_cfg.vocab_size:
             print(f"note: tokenizer has {tok.vocab_size} tokens, the model {model_cfg.vocab_size}")

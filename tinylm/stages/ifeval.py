@@ -16,6 +16,7 @@ from pathlib import Path
 from tinylm.chat import respond
 from tinylm.config import IFEvalConfig, to_dict
 from tinylm.eval.tasks.generation import score_instructions, summarize_instructions
+from tinylm.progress import summary
 from tinylm.runtime import resolve_device
 from tinylm.tasks import get_task
 from tinylm.train.checkpoint import find_checkpoint, load_model
@@ -24,7 +25,7 @@ from tinylm.util import atomic_write_text
 
 def run(cfg: IFEvalConfig) -> dict:
     model, tok, meta = load_model(cfg.checkpoint, resolve_device(cfg.device))
-    task = get_task(cfg.task, cfg.data_seed)
+    task = get_task(cfg.task, cfg.data_seed, cfg.heldout_percent)
     if not task.checkable:
         raise ValueError(f"task {cfg.task!r} has no checker")
     examples = task.examples("test")
@@ -50,10 +51,11 @@ def run(cfg: IFEvalConfig) -> dict:
         "by_kind": by_kind, "by_constraint": s["by_constraint"],
         "seconds": round(time.time() - t0, 1), "config": to_dict(cfg),
     }
-    print(f"ifeval {cfg.task} ({out['decoding']}): constraint satisfaction {mean:.3f} ± {ci:.3f} over {len(rows)} "
+    print(f"ifeval {cfg.task}, {out['stage'] or 'model'} checkpoint {out['checkpoint']} ({out['decoding']}): constraint satisfaction {mean:.3f} ± {ci:.3f} over {len(rows)} "
           f"responses (reference answers score {out['reference_score']:.3f})")
     for kind, v in by_kind.items():
         print(f"  {kind:<14} {v['score']:.3f} ± {v['ci95']:.3f} (n={v['n']})")
+    summary("ifeval", f"{len(rows)} responses to {len(examples)} prompts", out["seconds"], cfg.out or None)
     if cfg.out:
         out_path = Path(cfg.out)
         out_path.parent.mkdir(parents=True, exist_ok=True)

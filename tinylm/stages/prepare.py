@@ -18,7 +18,7 @@ def run(cfg: PrepareConfig) -> dict:
                    batch_docs=cfg.batch_docs, config=to_dict(cfg))
     tr = meta["train"]
     print(f"prepare: {tr['documents']:,} documents, {tr['bytes']:,} bytes -> {tr['tokens']:,} train tokens "
-          f"({tr['bytes_per_token']:.3f} bytes/token) in {len(tr['files'])} shard(s), {tr['seconds']}s")
+          f"({tr['bytes_per_token']:.3f} bytes/token) in {len(tr['files'])} shard(s), {tr['seconds']}s -> {cfg.out}")
     if "val" in meta:
         print(f"prepare: validation {meta['val']['tokens']:,} tokens from {meta['val']['documents']} documents")
     return meta

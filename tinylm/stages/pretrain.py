@@ -14,7 +14,7 @@ import torch
 from tinylm.bpb import batches_bpb
 from tinylm.config import PretrainConfig, save_json, to_dict
 from tinylm.data.loader import TokenLoader
-from tinylm.data.shards import load_prepared
+from tinylm.data.shards import check_tokenizer, load_prepared
 from tinylm.model import GPT, describe
 from tinylm.runtime import Runtime, seed_everything
 from tinylm.sample import generate
@@ -30,6 +30,7 @@ def build(cfg: PretrainConfig) -> Trainer:
     seed_everything(tc.seed)
     train_paths, val_path, prep = load_prepared(tc.data)
     tok = Tokenizer.load(Path(tc.data) / "tokenizer.json")
+    check_tokenizer(tc.data, prep, tok)
     if cfg.model.vocab_size != tok.vocab_size:
         if rt.is_main:
             print(f"model.vocab_size: {cfg.model.vocab_size} -> {tok.vocab_size} (from the tokenizer)")
@@ -41,11 +42,11 @@ def build(cfg: PretrainConfig) -> Trainer:
               f"{info['flops_per_token'] / 1e6:.2f} MFLOP/token; device {rt.device}, autocast {rt.dtype}")
     T = cfg.model.seq_len
     loader = TokenLoader(train_paths, tc.batch_size, T, seed=tc.seed, rank=rt.rank, world_size=rt.world_size,
-                         device=rt.device)
+                         device=rt.device, vocab_size=tok.vocab_size)
 
     val_batches = []
     if val_path is not None and tc.eval_every > 0:
-        val = TokenLoader([val_path], tc.batch_size, T, shuffle=False, device=rt.device)
+        val = TokenLoader([val_path], tc.batch_size, T, shuffle=False, device=rt.device, vocab_size=tok.vocab_size)
         n = min(tc.eval_batches, val.n_windows // tc.batch_size)
         val_batches = [val.next_batch() for _ in range(n)]  # fixed: the same windows at every evaluation
     token_bytes = torch.tensor(tok.token_bytes, dtype=torch.float32)

@@ -17,9 +17,10 @@ def run(cfg: SampleConfig) -> list[str]:
     model, tok, meta = load_model(cfg.checkpoint, resolve_device(cfg.device))
     outs = []
     for i in range(cfg.num_samples):
-        ids = [tok.eot_id] + tok.encode(cfg.prompt)
+        prompt_ids = tok.encode(cfg.prompt)
         sys.stdout.write(cfg.prompt)
-        stream = TextStream(tok)
+        stream = TextStream(tok, prompt_ids)  # decoded with the prompt: a SentencePiece space survives
+        ids = [tok.eot_id] + prompt_ids
         for t in generate(model, ids, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
                           seed=cfg.seed + i, stop_ids=(tok.eot_id,), compile=cfg.compile):
             if t == tok.eot_id:
@@ -27,6 +28,6 @@ def run(cfg: SampleConfig) -> list[str]:
             sys.stdout.write(stream.push(t))
             sys.stdout.flush()
         text = stream.text()
-        sys.stdout.write(text[len(stream.shown):] + ("\n" + "-" * 40 + "\n" if i + 1 < cfg.num_samples else "\n"))
+        sys.stdout.write(stream.rest() + ("\n" + "-" * 40 + "\n" if i + 1 < cfg.num_samples else "\n"))
         outs.append(cfg.prompt + text)
     return outs

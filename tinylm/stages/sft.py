@@ -20,7 +20,7 @@ from tinylm.model import GPT, describe
 from tinylm.runtime import Runtime, seed_everything
 from tinylm.tasks.mixture import mixture_examples
 from tinylm.tokenizer import Tokenizer
-from tinylm.train.checkpoint import find_checkpoint, read_meta
+from tinylm.train.checkpoint import check_tokenizer, find_checkpoint, read_meta
 from tinylm.train.loop import Trainer
 from tinylm.train.objectives import mean_loss
 
@@ -44,13 +44,15 @@ def build(cfg: SFTConfig) -> tuple[Trainer, dict]:
     ckpt = find_checkpoint(cfg.checkpoint)
     model_cfg = model_config_from(ckpt, cfg.model_overrides, verbose=rt.is_main)
     tok = Tokenizer.load(ckpt / "tokenizer.json")
+    check_tokenizer(tok, read_meta(ckpt), ckpt / "meta.json", model_cfg.vocab_size)
     if not tok.has_chat_tokens():
         raise ChatFormatError(f"{ckpt}: its tokenizer lacks the chat tokens (<|user|>, <|assistant|>, <|end|>); "
                               "SFT needs a base model trained with a tokenizer from `tinylm tokenizer`")
     model = GPT(model_cfg).to(rt.device)
     T = model_cfg.seq_len
-    train_ex = mixture_examples(cfg.mixture, "train", cfg.data_seed)
-    val_ex = mixture_examples(cfg.mixture, "test", cfg.data_seed, size=cfg.val_examples)
+    train_ex = mixture_examples(cfg.mixture, "train", cfg.data_seed, heldout_percent=cfg.heldout_percent)
+    val_ex = mixture_examples(cfg.mixture, "test", cfg.data_seed, size=cfg.val_examples,
+                              heldout_percent=cfg.heldout_percent)
     loader = ConversationLoader(tok, train_ex, tc.batch_size, T, seed=tc.seed, rank=rt.rank,
                                 world_size=rt.world_size, device=rt.device)
     val = ConversationLoader(tok, val_ex, tc.batch_size, T, shuffle=False, device=rt.device)
@@ -89,8 +91,13 @@ def run(cfg: SFTConfig, resume: bool = False) -> dict:
     summary = trainer.fit(resume=resume)
     pad = trainer.train_data.padding_stats()
     summary.update(data=data_info, padding=pad)
+    path = Path(cfg.train.run_dir) / "summary.json"
+    if trainer.rt.is_main and trainer.steps_run == 0 and path.exists():
+        # a finished run resumed again (a second `make run`) trained nothing: keep the summary of the run that did
+        print(f"sft: already at step {summary['step']}; {path} kept")
+        return summary
     if trainer.rt.is_main:
-        save_json(summary, Path(cfg.train.run_dir) / "summary.json")
+        save_json(summary, path)
         print(f"sft: done at step {summary['step']}; held-out assistant-token loss {summary.get('val_loss', float('nan')):.4f}; "
               f"padding {pad['padding_fraction']:.1%} of computed positions")
     return summary

@@ -14,21 +14,23 @@ from tinylm.tasks.conversations import Alpaca, JsonlConversations
 from tinylm.tasks.instructions import Instructions
 
 TASKS = {
-    "alpaca": lambda seed: Alpaca(seed=seed),
-    "instructions": lambda seed: Instructions(seed=seed),
-    "instructions-tinystories": lambda seed: Instructions(("tinystories",), seed=seed),
-    "instructions-gutenberg": lambda seed: Instructions(("gutenberg-children",), seed=seed),
+    "alpaca": lambda seed, **kw: Alpaca(seed=seed, **kw),
+    "instructions": lambda seed, **kw: Instructions(seed=seed, **kw),
+    "instructions-tinystories": lambda seed, **kw: Instructions(("tinystories",), seed=seed, **kw),
+    "instructions-gutenberg": lambda seed, **kw: Instructions(("gutenberg-children",), seed=seed, **kw),
 }
 
 
-def get_task(name: str, seed: int = 0) -> Task:
+def get_task(name: str, seed: int = 0, heldout_percent: float = 0.0) -> Task:
+    """A task by name; `heldout_percent` > 0 replaces the task's default held-out share."""
+    kw = {"heldout_percent": heldout_percent} if heldout_percent else {}
     if name.startswith("jsonl:"):
-        return JsonlConversations(name[len("jsonl:"):], seed=seed)
+        return JsonlConversations(name[len("jsonl:"):], seed=seed, **kw)
     if name.startswith("jsonl-lenient:"):
-        return JsonlConversations(name[len("jsonl-lenient:"):], seed=seed, skip_bad=True)
+        return JsonlConversations(name[len("jsonl-lenient:"):], seed=seed, skip_bad=True, **kw)
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; available: {', '.join(TASKS)}, jsonl:PATH, jsonl-lenient:PATH")
-    return TASKS[name](seed)
+    return TASKS[name](seed, **kw)
 
 
 __all__ = ["CheckResult", "Example", "Task", "get_task", "TASKS"]

@@ -7,8 +7,8 @@ output. Records with an empty output are skipped and counted.
 
 JSONL: one `{"messages": [{"role": ..., "content": ...}, ...]}` object per line, the format most
 chat datasets ship in. A malformed line stops loading with its line number by default: silently
-training on part of a file hides a broken file. `skip_bad=True` skips such lines instead and
-counts them (reported in `stats`).
+training on part of a file hides a broken file. The task `jsonl-lenient:PATH` (`skip_bad=True`)
+skips such lines instead and counts them (reported in `stats`).
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ class JsonlConversations(Task):
                     validate(row["messages"])
                 except (json.JSONDecodeError, ChatFormatError) as e:
                     if not self.skip_bad:
-                        raise DataError(f"{self.path}:{lineno}: {e} (pass skip_bad to skip such lines)") from e
+                        raise DataError(f"{self.path}:{lineno}: {e} (to skip and count such lines instead, name the "
+                                        f"task jsonl-lenient:{self.path})") from e
                     self.stats["skipped"] += 1
                     self.stats["skipped_lines"].append(lineno)
                     continue

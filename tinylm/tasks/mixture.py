@@ -52,15 +52,19 @@ def check_mixture(spec: str) -> None:
                                  "jsonl:PATH, jsonl-lenient:PATH")
 
 
-def mixture_examples(spec: str, split: str, seed: int = 0, size: int = 0, tasks: dict | None = None) -> list[Example]:
+def mixture_examples(spec: str, split: str, seed: int = 0, size: int = 0, tasks: dict | None = None,
+                     heldout_percent: float = 0.0) -> list[Example]:
     parts = parse_mixture(spec)
     tasks = tasks or {}
     pools = []
     for name, w in parts:
-        task = tasks.get(name) or get_task(name, seed)
+        task = tasks.get(name) or get_task(name, seed, heldout_percent)
         ex = task.examples(split)
         if not ex:
-            raise ValueError(f"task {name!r} has no {split} examples")
+            n = len(task.examples("train" if split == "test" else "test"))
+            share = getattr(task, "heldout_percent", None)
+            raise ValueError(f"task {name!r} has no {split} examples ({n} in the other split, {share}% held out); "
+                             "for a small dataset raise --heldout_percent (e.g. 20)")
         pools.append((name, w, ex))
     total = size or sum(len(ex) for _, _, ex in pools)
     wsum = sum(w for _, w, _ in pools)

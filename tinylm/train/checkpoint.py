@@ -23,11 +23,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from tinylm.util import fsync_dir
+from tinylm.util import default_mode, fsync_dir
 
 STEP_PREFIX = "step_"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing or damaged; the message names it."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, say); the previous one is intact."""
+
+
+def read_tensors(path) -> dict[str, torch.Tensor]:
+    """A safetensors file, or CheckpointError naming it when it is missing, truncated or corrupt."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: file not found (incomplete checkpoint)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"{path}: damaged checkpoint file ({' '.join(str(e).split())})") from e
 
 
 def _model_tensors(model, sd: dict | None = None) -> dict[str, torch.Tensor]:
@@ -46,7 +66,7 @@ def load_state_dict_checked(model, sd: dict, source) -> None:
 
 
 def load_model_weights(model, path) -> None:
-    load_state_dict_checked(model, load_file(str(path)), path)
+    load_state_dict_checked(model, read_tensors(path), path)
 
 
 def _optimizer_tensors(sd: dict) -> tuple[dict[str, torch.Tensor], list]:
@@ -60,7 +80,7 @@ def _optimizer_tensors(sd: dict) -> tuple[dict[str, torch.Tensor], list]:
 def optimizer_state(ckpt_dir) -> dict:
     """The checkpoint's AdamW state as `optimizer.state_dict()` returns it (state by parameter index)."""
     ckpt_dir = Path(ckpt_dir)
-    tensors = load_file(str(ckpt_dir / "optimizer.safetensors"))
+    tensors = read_tensors(ckpt_dir / "optimizer.safetensors")
     state: dict[int, dict] = {}
     for key, v in tensors.items():
         if key.startswith("state."):
@@ -80,6 +100,7 @@ def save_checkpoint(run_dir, step: int, model, optimizer=None, meta: dict | None
     final = ckpt_root / f"{STEP_PREFIX}{step:06d}"
     tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=f".{final.name}.", suffix=".tmp"))
     try:
+        os.chmod(tmp, default_mode(directory=True))
         save_file(_model_tensors(model, model_sd), str(tmp / "model.safetensors"))
         meta = dict(meta or {}, step=step)
         if optim_sd is not None:
@@ -112,6 +133,13 @@ def save_checkpoint(run_dir, step: int, model, optimizer=None, meta: dict | None
         else:
             os.rename(tmp, final)
         fsync_dir(ckpt_root)
+    except OSError as e:  # a full disk, a read-only directory: say so, and that the last checkpoint is fine
+        shutil.rmtree(tmp, ignore_errors=True)
+        prev = list_checkpoints(run_dir)
+        raise CheckpointWriteError(
+            f"could not write checkpoint {final} ({e.strerror or e}); "
+            + (f"the previous checkpoint {prev[-1]} is intact" if prev else "no earlier checkpoint exists")
+        ) from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -119,6 +147,17 @@ def save_checkpoint(run_dir, step: int, model, optimizer=None, meta: dict | None
         for old in list_checkpoints(run_dir)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def remove_stale_temp(run_dir) -> list[Path]:
+    """Delete the hidden `.step_N.*.tmp` / `.step_N.old` directories a kill mid-write leaves behind
+    (the checkpoint they were becoming was never complete). Returns what was removed."""
+    root = Path(run_dir) / "checkpoints"
+    stale = [p for p in root.glob(f".{STEP_PREFIX}*") if p.is_dir() and p.name.endswith((".tmp", ".old"))] \
+        if root.is_dir() else []
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
 
 
 def list_checkpoints(run_dir) -> list[Path]:
@@ -146,7 +185,7 @@ def read_meta(ckpt_dir) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: unreadable checkpoint meta ({e})") from e
+        raise CheckpointError(f"{path}: unreadable checkpoint meta ({e})") from e
 
 
 def restore_training_state(ckpt_dir, optimizer) -> dict:
@@ -154,7 +193,7 @@ def restore_training_state(ckpt_dir, optimizer) -> dict:
     and every RNG state; returns the meta dict."""
     ckpt_dir = Path(ckpt_dir)
     meta = read_meta(ckpt_dir)
-    tensors = load_file(str(ckpt_dir / "optimizer.safetensors"))
+    tensors = read_tensors(ckpt_dir / "optimizer.safetensors")
     if optimizer is not None:
         optimizer.load_state_dict(optimizer_state(ckpt_dir))
     torch.set_rng_state(tensors["rng.torch"])
@@ -175,11 +214,25 @@ def load_model(path, device="cpu"):
 
     ckpt = find_checkpoint(path)
     meta = read_meta(ckpt)
-    cfg = from_dict(ModelConfig, meta["config"]["model"])
+    try:
+        cfg = from_dict(ModelConfig, meta["config"]["model"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{ckpt / 'meta.json'}: no usable model config ({e})") from e
+    tok = Tokenizer.load(ckpt / "tokenizer.json")
+    check_tokenizer(tok, meta, ckpt / "meta.json", cfg.vocab_size)
     model = GPT(cfg)
     load_model_weights(model, ckpt / "model.safetensors")
     model.to(device).eval()
-    tok = Tokenizer.load(ckpt / "tokenizer.json")
-    if meta.get("tokenizer_sha256") and tok.sha256 != meta["tokenizer_sha256"]:
-        raise ValueError(f"{ckpt}/tokenizer.json does not match the tokenizer the model was trained with")
     return model, tok, meta
+
+
+def check_tokenizer(tok, meta: dict, meta_path, vocab_size: int | None = None) -> None:
+    """The tokenizer must be the one the model was trained with (hash in meta.json) and fit the
+    model's vocabulary; otherwise token ids would mean other strings, or index past the embedding."""
+    want = meta.get("tokenizer_sha256")
+    if want and tok.sha256 != want:
+        raise CheckpointError(f"{tok.path} (sha256 {tok.sha256[:12]}) is not the tokenizer recorded in {meta_path} "
+                              f"(sha256 {want[:12]}): the model was trained with another tokenizer")
+    if vocab_size is not None and tok.vocab_size > vocab_size:
+        raise CheckpointError(f"{tok.path} has {tok.vocab_size} tokens but the model in {Path(meta_path).parent} "
+                              f"has a vocabulary of {vocab_size}")

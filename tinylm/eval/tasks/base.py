@@ -51,20 +51,29 @@ def find_data(task: str, rel: str, hub: str | None = None) -> Path | None:
             return None
         except ImportError:
             pass
-    where = root / rel if root is not None else f"${DATA_ENV}/{rel}"
+    where = _expected(rel)
     how = f"set ${DATA_ENV} to a directory that holds {rel}"
     if hub:
         how += f", or `pip install 'tinylm[hf]'` and run with network access to load {hub} from the Hugging Face Hub"
     raise TaskDataError(f"{task}: data file not found: expected {where} ({how})")
 
 
-def hub_rows(task: str, hub: str, config: str | None, split: str):
+def _expected(rel: str) -> str:
+    root = data_dir()
+    return str(root / rel) if root is not None else f"${DATA_ENV}/{rel}"
+
+
+def hub_rows(task: str, hub: str, config: str | None, split: str, rel: str = ""):
+    """Rows of a Hub dataset; when loading fails, the error names the local file that was looked
+    for first (`rel` under the data directory) as well as the Hub failure."""
     from datasets import load_dataset
 
     try:
         return load_dataset(hub, config, split=split)
     except Exception as e:  # network or name errors: say which task needed what
-        raise TaskDataError(f"{task}: no local data and loading {hub} ({config}, {split}) from the Hub failed: {e}") from e
+        local = f"data file not found: expected {_expected(rel)}, and " if rel else "no local data and "
+        raise TaskDataError(f"{task}: {local}loading {hub} ({config}, {split}) from the Hub failed: "
+                            f"{' '.join(str(e).split())}") from e
 
 
 def read_jsonl(path: Path, parse, task: str) -> tuple[list, int]:

@@ -1,7 +1,8 @@
 """BLiMP (Warstadt et al. 2020): 67 paradigms x 1,000 minimal pairs of English sentences that
 differ in one grammatical point. The model is right when it gives the grammatical sentence the
-higher total log-probability (each sentence scored from the document-start token, the harness's
-empty-context rule; ties count as right, numpy argmax over [good, bad]). This is where tiny
+higher total log-probability: " " + sentence (the harness's default target delimiter) scored
+from the document-start token (its empty-context rule); ties count as right, numpy argmax over
+[good, bad]. This is where tiny
 models differ from each other: chance is 50% and a 1M-parameter model already does much better.
 
 Accuracy is over all 67,000 pairs (every paradigm has 1,000, so this equals the harness's mean
@@ -25,7 +26,7 @@ def read_blimp(task: str) -> tuple[list[dict], int]:
         from datasets import get_dataset_config_names
 
         for uid in get_dataset_config_names("nyu-mll/blimp"):
-            rows += list(hub_rows(task, "nyu-mll/blimp", uid, "train"))
+            rows += list(hub_rows(task, "nyu-mll/blimp", uid, "train", "blimp/BLiMP.zip"))
         return rows, 0
     with zipfile.ZipFile(path) as z:
         # the official zip also carries macOS resource forks (__MACOSX/._*.jsonl): not data
@@ -52,7 +53,7 @@ def read_blimp(task: str) -> tuple[list[dict], int]:
 @register("blimp")
 class BLiMP(EvalTask):
     chance = 0.5
-    protocol = "lm-eval blimp: log P(good) >= log P(bad), whole sentences from the start token; 67 paradigms"
+    protocol = "lm-eval blimp: log P(' ' + good) >= log P(' ' + bad) from the start token; 67 paradigms"
 
     def run(self, lm, limit: int = 0) -> dict:
         rows, bad = read_blimp(self.name)
@@ -64,7 +65,8 @@ class BLiMP(EvalTask):
                 if seen[r["UID"]] <= limit:
                     kept.append(r)
             rows = kept
-        pairs = [p for r in rows for p in (("", r["sentence_good"]), ("", r["sentence_bad"]))]
+        # lm-eval's blimp: doc_to_text "" and choices [good, bad] after the default target delimiter " "
+        pairs = [p for r in rows for p in (("", " " + r["sentence_good"]), ("", " " + r["sentence_bad"]))]
         lls = [ll for ll, _ in lm.loglikelihood(pairs, desc=self.name)]
         correct = [float(lls[2 * i] >= lls[2 * i + 1]) for i in range(len(rows))]
         by = {"phenomenon": {}, "paradigm": {}}

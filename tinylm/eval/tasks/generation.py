@@ -58,8 +58,10 @@ def score_instructions(task, examples, respond, temperature: float, top_k: int, 
                        samples: int = 1, seed: int = 0) -> tuple[list[dict], int]:
     """Generate a response to every example and check it; responses that cannot start (prompt
     fills the context) are skipped and counted."""
+    from tinylm.progress import bar
+
     rows, skipped = [], 0
-    for i, ex in enumerate(examples):
+    for i, ex in enumerate(bar(examples, desc=f"generate {getattr(task, 'name', 'responses')}", unit="prompt")):
         for s in range(samples):
             try:
                 response = respond(ex.prompt, max_new_tokens, temperature, top_k, seed + 1000 * i + s)
@@ -132,7 +134,9 @@ class Samples(EvalTask):
     def run(self, lm, limit: int = 0) -> dict:
         respond, fmt = respond_fn(lm)
         out = []
-        for i, (kind, prompt) in enumerate(SAMPLE_PROMPTS[: limit or None]):
+        from tinylm.progress import bar
+
+        for i, (kind, prompt) in enumerate(bar(SAMPLE_PROMPTS[: limit or None], desc="generate samples", unit="prompt")):
             try:
                 if kind == "story":
                     prompt_ids = lm.tok.encode(prompt)

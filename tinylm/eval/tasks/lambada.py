@@ -28,7 +28,8 @@ class Lambada(EvalTask):
 
         path = find_data(self.name, "lambada/lambada_test.jsonl", "EleutherAI/lambada_openai")
         if path is None:
-            docs, bad = [parse(r) for r in hub_rows(self.name, "EleutherAI/lambada_openai", "default", "test")], 0
+            docs, bad = [parse(r) for r in hub_rows(self.name, "EleutherAI/lambada_openai", "default", "test",
+                                                         "lambada/lambada_test.jsonl")], 0
         else:
             docs, bad = read_jsonl(path, parse, self.name)
         docs = docs[:limit] if limit else docs

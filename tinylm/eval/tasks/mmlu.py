@@ -56,7 +56,7 @@ def read_split(split: str, subject: str, task: str) -> tuple[list[dict], int]:
     path = find_data(task, rel, "cais/mmlu")
     if path is None:
         return [{"question": r["question"], "choices": list(r["choices"]), "answer": int(r["answer"])}
-                for r in hub_rows(task, "cais/mmlu", subject, split)], 0
+                for r in hub_rows(task, "cais/mmlu", subject, split, rel)], 0
     rows, bad = [], 0
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)

@@ -76,7 +76,7 @@ def _mosaic(task: str, rel: str, parse_hub, hub: str, config: str | None, split:
     """Docs from a MosaicML {query, choices, gold} file, else from the Hub."""
     path = find_data(task, rel, hub)
     if path is None:
-        return [parse_hub(r) for r in hub_rows(task, hub, config, split)], 0
+        return [parse_hub(r) for r in hub_rows(task, hub, config, split, rel)], 0
     return read_jsonl(path, to_doc or (lambda r: mc_doc(r["query"], r["choices"], r["gold"])), task)
 
 
@@ -109,7 +109,7 @@ class HellaSwag(MultipleChoiceTask):
     def docs(self):
         path = find_data(self.name, "hellaswag/hellaswag_val_full.txt.bz2", "Rowan/hellaswag")
         if path is None:
-            rows = hub_rows(self.name, "Rowan/hellaswag", None, "validation")
+            rows = hub_rows(self.name, "Rowan/hellaswag", None, "validation", "hellaswag/hellaswag_val_full.txt.bz2")
             return [mc_doc(hellaswag_preprocess(r["activity_label"] + ": " + r["ctx_a"] + " " + r["ctx_b"].capitalize()),
                            [hellaswag_preprocess(e) for e in r["endings"]], int(r["label"])) for r in rows], 0
         # llama.cpp layout: 6 lines per item: "activity_label: ctx", gold label, 4 endings
@@ -218,7 +218,8 @@ class WinoGrande(MultipleChoiceTask):
         path = find_data(self.name, "winogrande/winogrande.jsonl", "allenai/winogrande")
         if path is None:
             docs = []
-            for r in hub_rows(self.name, "allenai/winogrande", "winogrande_xl", "validation"):
+            for r in hub_rows(self.name, "allenai/winogrande", "winogrande_xl", "validation",
+                              "winogrande/winogrande.jsonl"):
                 i = r["sentence"].index("_")
                 docs.append(local({"context_options": [r["sentence"][:i] + r["option1"], r["sentence"][:i] + r["option2"]],
                                    "continuation": r["sentence"][i + 1:], "gold": int(r["answer"]) - 1}))

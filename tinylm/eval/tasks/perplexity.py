@@ -82,7 +82,8 @@ class WikiText(_Perplexity):
         path = find_data(self.name, "wikitext/wikitext-2-raw-reconstructed/wiki.test.raw",
                          "EleutherAI/wikitext_document_level")
         if path is None:
-            pages = [r["page"] for r in hub_rows(self.name, "EleutherAI/wikitext_document_level", "wikitext-2-raw-v1", "test")]
+            pages = [r["page"] for r in hub_rows(self.name, "EleutherAI/wikitext_document_level", "wikitext-2-raw-v1", "test",
+                                                "wikitext/wikitext-2-raw-reconstructed/wiki.test.raw")]
         else:
             pages = wikitext_pages(path.read_text(encoding="utf-8"))
         pages = pages[:limit] if limit else pages
