@@ -350,5 +350,6 @@ def test_make_test_installs_every_optional_extra():
     extras = set(tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"])
     make = (root / "Makefile").read_text()
     installed = set(re.search(r"^EXTRAS := (.+)$", make, re.M).group(1).split(","))
-    assert extras <= installed
+    excused = set(re.search(r"^NOT_IN_CI := (.+)$", make, re.M).group(1).split(","))  # each with its reason
+    assert extras <= installed | excused and not installed & excused
     assert re.search(r"^test: \$\(VENV\)/\.installed-all", make, re.M)
