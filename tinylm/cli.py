@@ -16,6 +16,9 @@
     tinylm import     --format hf|llama2c --path P [--tokenizer T] --out RUN    (ImportConfig)
     tinylm rm|rft|dpo|ppo|grpo [--field v] [--resume]   alignment after SFT (RMConfig, RFTConfig, ...)
     tinylm pipeline   [--field v]    the default pipeline, stage after stage    (PipelineConfig)
+    tinylm sweep      --out DIR [--sizes LxD,..] [--budgets C,..] [--grid F=a,b] [--seeds s,..]   grid of runs
+    tinylm scaling    SWEEP [--out DIR]   IsoFLOP + parametric scaling-law fits with bootstrap intervals, figures
+    tinylm plan       --fit FIT.json --minutes M | --flops F   recommended shape and steps for a budget
     tinylm report     RUN_DIR [RUN_DIR ...] [--out DIR] [--no_pdf]   technical report from artifacts
     tinylm board      RUN_DIR [RUN_DIR ...] [--port P]   training curves of runs side by side (TensorBoard)
     tinylm serve      --model M [--port P] [--api_key K]   OpenAI-compatible API + chat page  (ServeConfig)
@@ -156,7 +159,107 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="training run directories (pretraining, sft, ...)")
     p.add_argument("--port", type=int, default=6006, help="TensorBoard's port (default: 6006)")
     p.add_argument("--print_only", action="store_true", help="print the tensorboard command instead of running it")
+    _add_experiment_parsers(sub)
     return parser
+
+
+def _add_experiment_parsers(sub) -> None:
+    p = sub.add_parser("sweep", help="a grid of pretraining runs (sizes x FLOP budgets, or fields x seeds), resumable "
+                                     "cell by cell, into one results table",
+                       description="Each cell is an ordinary pretraining run in OUT/cells/; finished cells are skipped, "
+                                   "a killed one resumes. Writes OUT/sweep.json and OUT/sweep.csv. --model.* and "
+                                   "--train.* flags set the base config of every cell.")
+    p.add_argument("--out", required=True, help="sweep directory (cells, sweep.json, sweep.csv)")
+    p.add_argument("--name", default="", help="sweep name in the table (default: the --out directory's name)")
+    p.add_argument("--sizes", default="", help="model shapes LAYERSxWIDTH, comma-separated (e.g. 2x64,4x128)")
+    p.add_argument("--budgets", default="", help="training FLOPs per cell, comma-separated (e.g. 1e12,3e12); steps follow")
+    p.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
+                   help="a config field and its values (repeatable: the grid is their product)")
+    p.add_argument("--seeds", default="", help="train.seed values, comma-separated (default: the base seed)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:FIELD=V[,FIELD=V]",
+                   help="an ablation arm, compared with the unchanged base ('baseline') at the same seeds (repeatable)")
+    p.add_argument("--head_dim", type=int, default=32, help="--sizes: attention head width (n_head = width / head_dim)")
+    p.add_argument("--min_steps", type=int, default=10, help="skip budget cells with fewer optimizer steps")
+    p.add_argument("--warmup_frac", type=float, default=0.1, help="budget cells: warmup at most this fraction of the steps")
+    p.add_argument("--val_windows", type=int, default=128, help="validation windows for the final bits per byte")
+    p.add_argument("--preset", choices=list(C.MODEL_PRESETS), default=None, help="base model preset (default: 1m)")
+    _add_config_flags(p, C.PretrainConfig)
+
+    p = sub.add_parser("scaling", help="fit scaling laws to an IsoFLOP sweep (approaches 2 and 3, bootstrap intervals, figures)")
+    p.add_argument("sweep", metavar="SWEEP", help="a sweep directory or its sweep.json")
+    p.add_argument("--out", default="", help="output directory for fit.json and the figures (default: the sweep directory)")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals")
+    p.add_argument("--y", default="val_bpb", help="the loss column to fit")
+
+    p = sub.add_parser("plan", help="measure throughput of candidate shapes and recommend shape + steps for a budget")
+    p.add_argument("--fit", required=True, help="fit.json written by `tinylm scaling`")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--minutes", type=float, help="wall-clock budget on this machine")
+    budget.add_argument("--flops", type=float, help="training FLOPs budget")
+    p.add_argument("--sizes", default="", help="candidate shapes LAYERSxWIDTH (default: the sweep's)")
+    p.add_argument("--head_dim", type=int, default=0, help="attention head width (default: the sweep's)")
+    p.add_argument("--steps", type=int, default=3, help="timed optimizer steps per shape")
+    p.add_argument("--out", default="", help="also write the plan as JSON here")
+    _add_config_flags(p, C.PretrainConfig)
+
+
+def cmd_scaling(args) -> None:
+    from tinylm.experiments import scaling, sweep
+
+    table = sweep.read_table(args.sweep)
+    out = Path(args.out or (args.sweep if Path(args.sweep).is_dir() else Path(args.sweep).parent))
+    out.mkdir(parents=True, exist_ok=True)
+    fit = scaling.analyse(table, y=args.y, n_boot=args.bootstrap)
+    fit["command"] = "tinylm " + " ".join(sys.argv[1:])
+    fit["figures"] = scaling.plot(table, fit, out)
+    C.save_json(fit, out / "fit.json")
+    print(scaling.summary(fit))
+    print(f"wrote {out / 'fit.json'} and {', '.join(str(out / f) for f in fit['figures'])}")
+
+
+def cmd_plan(args) -> None:
+    from tinylm.experiments import plan, sweep
+
+    try:
+        fit = json.loads(Path(args.fit).read_text())
+        base_model = fit.get("base_model") or {}
+        shapes = sweep.parse_sizes(args.sizes) if args.sizes else [tuple(s) for s in fit["shapes"]]
+        head_dim = args.head_dim or fit.get("head_dim") or 32
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"--fit {args.fit}: not a fit written by `tinylm scaling` ({e})") from None
+    base = C.PretrainConfig(model=C.from_dict(C.ModelConfig, base_model) if base_model else C.ModelConfig())
+    cfg = _build_config(C.PretrainConfig, args, base)
+    cands = [plan.shape_config(cfg.model, L, D, head_dim) for L, D in shapes]
+    table = plan.measure_throughput(cands, cfg.train, steps=args.steps)
+    result = plan.recommend(table, fit, minutes=args.minutes, flops=args.flops, batch_tokens=cfg.train.total_batch_tokens)
+    print(plan.format_plan(result))
+    if args.out:
+        C.save_json({**result, "command": "tinylm " + " ".join(sys.argv[1:]), "loadavg": list(os.getloadavg())}, args.out)
+
+
+def _int_list(flag: str, text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"{flag}: {text!r} is not a comma-separated list of integers") from None
+
+
+def cmd_sweep(args) -> None:
+    from tinylm.experiments import sweep
+
+    base = _build_config(C.PretrainConfig, args, C.PretrainConfig(model=C.model_preset(args.preset or C.DEFAULT_MODEL)))
+    spec = sweep.SweepSpec(name=args.name or Path(args.out).name, base=base, sizes=sweep.parse_sizes(args.sizes),
+                           budgets=sweep.parse_budgets(args.budgets), grid=sweep.parse_grid(args.grid),
+                           variants=sweep.parse_variants(args.variant),
+                           seeds=_int_list("--seeds", args.seeds), head_dim=args.head_dim,
+                           min_steps=args.min_steps, warmup_frac=args.warmup_frac, val_windows=args.val_windows)
+    if spec.budgets and not spec.sizes:
+        raise sweep.SweepError("--budgets needs --sizes (an IsoFLOP grid is model sizes x budgets)")
+    table = sweep.run(spec, args.out)
+    print(f"sweep {spec.name}: {len(table['rows'])} cells in {Path(args.out) / 'sweep.json'}"
+          + (f", {len(table['skipped'])} skipped (too few steps)" if table["skipped"] else ""))
+    if table.get("ablation"):
+        print(sweep.format_ablation(table))
 
 
 def _add_report_parser(sub) -> None:
@@ -284,6 +387,9 @@ def _main(argv=None) -> int:
                    usd_per_kwh=args.usd_per_kwh, usd_per_hour=args.usd_per_hour,
                    data_stats_s=args.data_stats_s or None)
         return 0
+    if args.command in EXPERIMENTS:  # SweepError / FitError are ValueErrors: main() prints their one line
+        EXPERIMENTS[args.command](args)
+        return 0
     cls = STAGES[args.command][0]
     sub = _subparser(parser, args.command)
     try:
@@ -340,6 +446,9 @@ def _main(argv=None) -> int:
     elif args.command == "pipeline":
         run_pipeline(cfg)
     return 0
+
+
+EXPERIMENTS = {"sweep": cmd_sweep, "scaling": cmd_scaling, "plan": cmd_plan}
 
 
 def _up_to_date(result_json: Path, checkpoint) -> bool:

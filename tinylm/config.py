@@ -32,16 +32,25 @@ class ModelConfig:
     rope_theta: float = 10000.0  # RoPE base (Su et al. 2021): longer wavelengths for larger values
     norm_eps: float = 1e-5  # RMSNorm epsilon
     tie_embeddings: bool = True  # share the input embedding with the output head
+    # architecture variants, for ablations (tinylm sweep); the defaults are Llama's choices
+    pos_emb: str = "rope"  # rope (Su et al. 2021) | learned (absolute, GPT-2)
+    mlp: str = "swiglu"  # swiglu (Shazeer 2020) | gelu (hidden 3/2 x the SwiGLU hidden: same parameters)
+    norm: str = "rmsnorm"  # rmsnorm (Zhang & Sennrich 2019) | layernorm (with bias, GPT-2)
+    norm_position: str = "pre"  # pre (Llama, GPT-2) | post (Vaswani et al. 2017: norm after the residual add)
 
     def __post_init__(self):
         for name in ("vocab_size", "seq_len", "n_layer", "n_head", "n_kv_head", "n_embd", "multiple_of"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"model.{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name, allowed in (("pos_emb", ("rope", "learned")), ("mlp", ("swiglu", "gelu")),
+                              ("norm", ("rmsnorm", "layernorm")), ("norm_position", ("pre", "post"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"model.{name}={getattr(self, name)!r}; choose from {', '.join(allowed)}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
         if self.n_head % self.n_kv_head:
             raise ValueError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
-        if (self.n_embd // self.n_head) % 2:
+        if self.pos_emb == "rope" and (self.n_embd // self.n_head) % 2:
             raise ValueError("head dimension must be even for RoPE")
 
     @property
@@ -54,6 +63,17 @@ class ModelConfig:
             return self.ffn_hidden
         h = int(8 * self.n_embd / 3)
         return self.multiple_of * ((h + self.multiple_of - 1) // self.multiple_of)
+
+    @property
+    def mlp_hidden(self) -> int:
+        """Hidden width of the feed-forward actually built: SwiGLU has three d x h matrices, a GELU
+        MLP two, so GELU gets 3/2 h (rounded to an even number) to match parameters and FLOPs."""
+        return self.hidden_dim if self.mlp == "swiglu" else 2 * ((3 * self.hidden_dim + 3) // 4)
+
+    @property
+    def is_llama(self) -> bool:
+        """The Llama architecture that export (Hugging Face, llama2.c) understands."""
+        return (self.pos_emb, self.mlp, self.norm, self.norm_position) == ("rope", "swiglu", "rmsnorm", "pre")
 
 
 # Sizes are quoted with the default 4096-token vocabulary; `tinylm info` prints exact counts.
@@ -112,7 +132,10 @@ class TrainConfig:
     total_batch_tokens: int = 8192  # tokens per optimizer step; grad accumulation is derived
     max_steps: int = 2000  # optimizer steps; the run always ends with a checkpoint at the last one
     # optimizer: AdamW (Loshchilov & Hutter 2019), no decay on norms and embeddings
+    optimizer: str = "adamw"  # adamw | muon (Muon on the block matrices, AdamW on embeddings, norms and head)
     lr: float = 3e-3  # peak learning rate
+    muon_lr: float = 0.02  # muon: learning rate of the block matrices (the schedule scales it like lr)
+    muon_momentum: float = 0.95  # muon: Nesterov momentum
     min_lr_frac: float = 0.1  # the schedule ends at lr * min_lr_frac
     schedule: str = "cosine"  # cosine | wsd (warmup-stable-decay, Hu et al. 2024)
     warmup_steps: int = 100  # linear warmup from 0 to lr
@@ -415,7 +438,8 @@ RANGES: dict[str, dict[str, tuple]] = {
                         lr=(1e-30, None), min_lr_frac=UNIT, warmup_steps=NONNEG, decay_frac=UNIT,
                         weight_decay=(0.0, None), beta1=(0.0, 0.999999), beta2=(0.0, 0.999999), eps=(1e-30, None),
                         grad_clip=(0.0, None), log_every=POS, eval_every=NONNEG, eval_batches=POS,
-                        sample_every=NONNEG, sample_tokens=POS, save_every=NONNEG, keep_last=NONNEG),
+                        sample_every=NONNEG, sample_tokens=POS, save_every=NONNEG, keep_last=NONNEG,
+                        muon_lr=(1e-30, None), muon_momentum=(0.0, 0.999999)),
     "SFTConfig": dict(data_seed=NONNEG, val_examples=POS, heldout_percent=(0.0, 99.0)),
     "ChatConfig": dict(max_new_tokens=POS, temperature=(0.0, None), top_k=NONNEG, top_p=(1e-9, 1.0), seed=NONNEG),
     "IFEvalConfig": dict(data_seed=NONNEG, heldout_percent=(0.0, 99.0), n=NONNEG, temperature=(0.0, None), top_k=NONNEG, samples=POS,
@@ -441,7 +465,7 @@ RANGES: dict[str, dict[str, tuple]] = {
 }
 CHOICES: dict[str, dict[str, tuple]] = {
     "TrainConfig": dict(dtype=("auto", "bf16", "fp16", "fp32"), schedule=("cosine", "wsd"), parallel=("ddp", "fsdp"),
-                        tracker=("", "tensorboard", "wandb")),
+                        optimizer=("adamw", "muon"), tracker=("", "tensorboard", "wandb")),
     "ExportConfig": dict(format=("hf", "llama2c", "gguf"), outtype=("f32", "f16", "q8_0")),
     "ImportConfig": dict(format=("hf", "llama2c")),
     "EvalConfig": dict(dtype=("fp32", "bf16")),

@@ -8,6 +8,11 @@ The choices follow Llama (Touvron et al. 2023) and are the ones every small open
 - tied input/output embeddings (Press & Wolf 2017): at ~1M parameters the embedding is half the model;
 - no biases anywhere, attention through F.scaled_dot_product_attention (flash kernels on GPU).
 
+The alternatives these choices replaced are config fields of this same file, so ablations (tinylm/
+experiments) train them with everything else equal: learned absolute positions (`pos_emb`), a GELU
+MLP with matched parameters (`mlp`), LayerNorm (`norm`), post-norm (`norm_position`) and untied
+embeddings (`tie_embeddings`). Export to other formats accepts the Llama choices only.
+
 The forward pass returns logits; losses live with the training objectives (tinylm/train/objectives.py).
 A KVCache turns the same forward into incremental decoding (tinylm/sample.py); `decode_step` is
 the one-token step with position-independent shapes that compiled decoding uses.
@@ -33,6 +38,23 @@ class RMSNorm(nn.Module):
 
     def forward(self, x):
         return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with gain and bias (Ba et al. 2016), as GPT-2 uses: subtracts the mean, then RMS-normalises."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x):
+        return F.layer_norm(x, (x.size(-1),), self.weight, self.bias, self.eps)
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    return (RMSNorm if cfg.norm == "rmsnorm" else LayerNorm)(cfg.n_embd, cfg.norm_eps)
 
 
 def rope_cache(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +124,8 @@ class Attention(nn.Module):
         q = self.wq(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         k = self.wk(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         v = self.wv(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cos is not None:  # RoPE; with learned absolute positions the position is already in x
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
 
         if isinstance(kv_cache, DecodeSlot):
             return self.wo(self._decode_attention(q, k, v, kv_cache))
@@ -139,30 +162,36 @@ class Attention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """SwiGLU: w2(silu(w1 x) * w3 x)."""
+    """SwiGLU: w2(silu(w1 x) * w3 x); or the GPT-2 MLP w2(gelu(w1 x)) with a 3/2 wider hidden layer."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.w1 = nn.Linear(cfg.n_embd, cfg.hidden_dim, bias=False)
-        self.w3 = nn.Linear(cfg.n_embd, cfg.hidden_dim, bias=False)
-        self.w2 = nn.Linear(cfg.hidden_dim, cfg.n_embd, bias=False)
+        self.gated = cfg.mlp == "swiglu"
+        self.w1 = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=False)
+        self.w3 = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=False) if self.gated else None
+        self.w2 = nn.Linear(cfg.mlp_hidden, cfg.n_embd, bias=False)
 
     def forward(self, x):
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        if self.gated:
+            return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        return self.w2(F.gelu(self.w1(x), approximate="tanh"))
 
 
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_idx: int):
         super().__init__()
-        self.attn_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.pre = cfg.norm_position == "pre"
+        self.attn_norm = make_norm(cfg)
         self.attn = Attention(cfg, layer_idx)
-        self.ffn_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.ffn_norm = make_norm(cfg)
         self.ffn = FeedForward(cfg)
 
     def forward(self, x, cos, sin, kv_cache=None):
-        x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache)
-        x = x + self.ffn(self.ffn_norm(x))
-        return x
+        if self.pre:  # pre-norm: the residual stream itself is never normalised
+            x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache)
+            return x + self.ffn(self.ffn_norm(x))
+        x = self.attn_norm(x + self.attn(x, cos, sin, kv_cache))  # post-norm (Vaswani et al. 2017)
+        return self.ffn_norm(x + self.ffn(x))
 
 
 class GPT(nn.Module):
@@ -170,8 +199,10 @@ class GPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.seq_len, cfg.n_embd) if cfg.pos_emb == "learned" else None
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
-        self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        # post-norm blocks already end in a norm; a final one would normalise twice
+        self.norm = make_norm(cfg) if cfg.norm_position == "pre" else nn.Identity()
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.wte.weight
@@ -188,8 +219,10 @@ class GPT(nn.Module):
             if p.dim() == 2:
                 scale = 1 / math.sqrt(2 * self.cfg.n_layer) if name.endswith(("wo.weight", "w2.weight")) else 1
                 nn.init.normal_(p, mean=0.0, std=std * scale)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)  # LayerNorm biases
             else:
-                nn.init.ones_(p)  # RMSNorm gains
+                nn.init.ones_(p)  # norm gains
 
     def forward(self, idx, kv_cache: KVCache | None = None, return_hidden: bool = False):
         """idx: (B, T) token ids -> logits (B, T, vocab_size), or with return_hidden the final
@@ -199,8 +232,12 @@ class GPT(nn.Module):
         start = kv_cache.pos if kv_cache is not None else 0
         if start + T > self.cfg.seq_len:
             raise ValueError(f"sequence of {start + T} tokens exceeds the context length {self.cfg.seq_len}")
-        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
         x = self.wte(idx)  # (B, T, C)
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(start, start + T, device=idx.device))  # (B, T, C)
+            cos = sin = None
+        else:
+            cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
         for block in self.layers:
             x = block(x, cos, sin, kv_cache)
         if kv_cache is not None:
@@ -215,25 +252,33 @@ class GPT(nn.Module):
         where sequences join and leave at different lengths); k_cache/v_cache: a KVCache's buffers,
         written at `pos` in place. Attention runs over the whole cache with the positions after
         `pos` masked out: the same result as forward(idx, kv_cache) for one token. Returns (B, V)."""
-        cos = self.rope_cos.index_select(0, pos)[:, None, None, :]  # (P, 1, 1, D/2) against (B, H, 1, D/2)
-        sin = self.rope_sin.index_select(0, pos)[:, None, None, :]
         mask = torch.arange(k_cache[0].size(2), device=idx.device)[None, :] <= pos[:, None]  # (P, max_len)
         slot = DecodeSlot(k_cache, v_cache, pos, mask)
         x = self.wte(idx)  # (B, 1, C)
+        if self.wpe is not None:
+            x, cos, sin = x + self.wpe(pos)[:, None, :], None, None  # (P, 1, C) against (B, 1, C)
+        else:  # (P, 1, 1, D/2) against (B, H, 1, D/2)
+            cos = self.rope_cos.index_select(0, pos)[:, None, None, :]
+            sin = self.rope_sin.index_select(0, pos)[:, None, None, :]
         for block in self.layers:
             x = block(x, cos, sin, slot)
         return self.lm_head(self.norm(x))[:, -1]  # (B, V)
 
     # ------------------------------------------------------------------ accounting
     def num_params(self, non_embedding: bool = False) -> int:
-        """Unique parameters (tied weights counted once). Non-embedding excludes the token
-        embedding (and the output head when it is untied), as in Kaplan et al. 2020."""
+        """Unique parameters (tied weights counted once). Non-embedding excludes the token and
+        position embeddings (and the output head when it is untied), as in Kaplan et al. 2020."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
-            n -= self.wte.weight.numel()
+            n -= self.wte.weight.numel() + (self.wpe.weight.numel() if self.wpe is not None else 0)
             if not self.cfg.tie_embeddings:
                 n -= self.lm_head.weight.numel()
         return n
+
+    def num_matrix_params(self) -> int:
+        """The weight matrices of the transformer blocks only (attention and MLP): no embeddings,
+        output head, norms or biases. The count the Muon optimizer acts on."""
+        return sum(p.numel() for p in self.layers.parameters() if p.dim() == 2)
 
 
 class GPTWithHead(GPT):
@@ -264,17 +309,21 @@ def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
     T = seq_len or cfg.seq_len
     d, L = cfg.n_embd, cfg.n_layer
     kv = cfg.n_kv_head * cfg.head_dim
-    per_layer = d * d * 2 + d * kv * 2 + 3 * d * cfg.hidden_dim  # wq, wo, wk, wv, w1, w2, w3
+    mlp_matrices = 3 if cfg.mlp == "swiglu" else 2
+    per_layer = d * d * 2 + d * kv * 2 + mlp_matrices * d * cfg.mlp_hidden  # wq, wo, wk, wv, w1, w2, (w3)
     matmul_params = L * per_layer + d * cfg.vocab_size
     return 6 * matmul_params + 12 * L * d * T
 
 
 def describe(cfg: ModelConfig) -> dict:
-    """Parameter counts and FLOPs for a config (builds the model on the meta device: no memory)."""
+    """Parameter counts under the three conventions scaling-law papers use (total, as Hoffmann et
+    al. 2022; non-embedding, as Kaplan et al. 2020; block matrices only) and training FLOPs per
+    token. Builds the model on the meta device: no memory."""
     with torch.device("meta"):
         m = GPT(cfg)
     return {
         "params": m.num_params(),
         "params_non_embedding": m.num_params(non_embedding=True),
+        "params_matrices": m.num_matrix_params(),
         "flops_per_token": flops_per_token(cfg),
     }

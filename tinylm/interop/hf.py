@@ -126,9 +126,12 @@ def unmarked_tokenizer_json(text: str) -> str:
 def export_hf(model, tok, meta: dict, out_dir, scores: dict | None = None, checkpoint=None) -> Path:
     """Write `out_dir` loadable by AutoModelForCausalLM / AutoTokenizer.from_pretrained, with the model
     card of `checkpoint` (tinylm.report.model_card, the card the report writes too) as its README.md."""
+    cfg = model.cfg
+    if not cfg.is_llama:
+        raise ValueError(f"only the Llama architecture exports (this model: pos_emb={cfg.pos_emb}, mlp={cfg.mlp}, "
+                         f"norm={cfg.norm}, norm_position={cfg.norm_position})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = model.cfg
     chat_ok = tok.has_chat_tokens()
     eos_ids = list(stop_ids(tok)) if chat_ok else [tok.eot_id]  # the ids `tinylm chat` stops at
 

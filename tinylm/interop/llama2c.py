@@ -93,6 +93,9 @@ def read_checkpoint(path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
 def write_checkpoint(model, path) -> None:
     """Write a tinylm model as a legacy llama2.c checkpoint (float32)."""
     cfg = model.cfg
+    if not cfg.is_llama:
+        raise ValueError(f"only the Llama architecture exports to llama2.c (this model: pos_emb={cfg.pos_emb}, "
+                         f"mlp={cfg.mlp}, norm={cfg.norm}, norm_position={cfg.norm_position})")
     sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
     L, dim, hd = cfg.n_layer, cfg.n_embd, cfg.head_dim
     vocab = cfg.vocab_size if cfg.tie_embeddings else -cfg.vocab_size

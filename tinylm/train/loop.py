@@ -277,7 +277,7 @@ class Trainer:
         positions computed by all ranks (padding included). bench/train_throughput.py times
         exactly this method."""
         for g in self.optimizer.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)  # Muon's groups run at muon_lr / lr times the schedule
         step_loss, positions = self.accumulate()
         grad_norm = None
         if self.cfg.grad_clip > 0:

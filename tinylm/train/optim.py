@@ -1,4 +1,10 @@
-"""AdamW with the usual parameter groups, and the learning-rate schedules."""
+"""Optimizers with the usual parameter groups, and the learning-rate schedules.
+
+adamw: AdamW everywhere (no decay on norms and embeddings).
+muon:  Muon (Jordan et al. 2024, `torch.optim.Muon`: momentum orthogonalised by Newton-Schulz) on
+       the 2-D weight matrices of the transformer blocks, AdamW on the embeddings, the output head
+       and the norm gains, as the modded-nanogpt speedrun recipes do.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ def param_groups(model, weight_decay: float) -> list[dict]:
     """Decay only the matmul weights. Norm gains (1-D) and the token embedding are not decayed:
     shrinking a norm gain or a rarely-seen token's embedding towards zero is not regularisation,
     just damage. The tied output head shares the embedding's tensor, so it is not decayed either."""
-    embed = {id(p) for name, p in model.named_parameters() if name.endswith("wte.weight")}
+    embed = {id(p) for name, p in model.named_parameters() if name.endswith(("wte.weight", "wpe.weight"))}
     decay, no_decay, seen = [], [], set()
     for _, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
@@ -26,13 +32,83 @@ def param_groups(model, weight_decay: float) -> list[dict]:
     ]
 
 
-def build_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+def muon_split(model) -> tuple[list, list]:
+    """(block matrices for Muon, everything else for AdamW), each tensor once."""
+    layers = getattr(model, "layers", None)
+    matrices = {id(p) for p in layers.parameters() if p.dim() == 2} if layers is not None else set()
+    muon, rest, seen = [], [], set()
+    for _, p in model.named_parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        (muon if id(p) in matrices else rest).append(p)
+    return muon, rest
+
+
+class ChainedOptimizer:
+    """Several optimizers over disjoint parameters behaving as one: `param_groups` lists all their
+    groups (the loop sets each group's lr), and `state_dict()` is one torch-style dict whose
+    parameter indices run on from one optimizer to the next, so checkpoints store it unchanged."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for o in self.optimizers for g in o.param_groups]
+
+    def step(self):
+        for o in self.optimizers:
+            o.step()
+
+    def zero_grad(self, set_to_none: bool = True):
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        state, groups, offset = {}, [], 0
+        for o in self.optimizers:
+            sd = o.state_dict()
+            n = sum(len(g["params"]) for g in sd["param_groups"])
+            state.update({offset + i: v for i, v in sd["state"].items()})
+            groups += [dict(g, params=[offset + i for i in g["params"]]) for g in sd["param_groups"]]
+            offset += n
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, sd: dict) -> None:
+        groups, offset = list(sd["param_groups"]), 0
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"optimizer state has {len(groups)} parameter groups, this optimizer {len(self.param_groups)}")
+        for o in self.optimizers:
+            mine, groups = groups[: len(o.param_groups)], groups[len(o.param_groups):]
+            n = sum(len(g["params"]) for g in mine)
+            state = {int(i) - offset: v for i, v in sd["state"].items() if offset <= int(i) < offset + n}
+            o.load_state_dict({"state": state,
+                               "param_groups": [dict(g, params=[i - offset for i in g["params"]]) for g in mine]})
+            offset += n
+
+
+def build_optimizer(model, cfg: TrainConfig, device: torch.device):
     # fused kernels on GPU; on CPU the foreach (multi-tensor) path measured fastest
     fused = device.type == "cuda"
-    return torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-        fused=fused, foreach=None if fused else True,
-    )
+
+    def adamw(groups):
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                                 fused=fused, foreach=None if fused else True)
+
+    if cfg.optimizer == "adamw":
+        return adamw(param_groups(model, cfg.weight_decay))
+    if cfg.optimizer == "muon":
+        matrices, rest = muon_split(model)
+        if not matrices:
+            raise ValueError("train.optimizer=muon: the model has no block weight matrices")
+        # Muon's update has unit spectral norm per matrix, scaled by sqrt(max(1, rows/cols)) (torch's
+        # "original" adjustment); decay is decoupled, as in AdamW. The lr_scale keeps the ratio of
+        # its lr to AdamW's fixed while the schedule moves both.
+        muon = torch.optim.Muon([{"params": matrices, "lr_scale": cfg.muon_lr / cfg.lr}], lr=cfg.muon_lr,
+                                weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum, nesterov=True)
+        return ChainedOptimizer([muon, adamw([{"params": rest, "weight_decay": 0.0}])])
+    raise ValueError(f"unknown train.optimizer {cfg.optimizer!r}; choose adamw or muon")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

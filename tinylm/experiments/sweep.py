@@ -1,0 +1,372 @@
+"""Sweeps: a grid of ordinary pretraining runs, resumable cell by cell, into one results table.
+
+Two kinds of axes, combined as a Cartesian product:
+- model sizes x compute budgets (IsoFLOP profiles, Hoffmann et al. 2022 approach 2): for each shape
+  "LxD" (n_layer x n_embd, heads of `head_dim`) and each budget C in FLOPs, the run trains for
+  C / (FLOPs per token x tokens per step) steps; cells under `min_steps` steps are skipped and listed;
+- any config field x values (`--grid model.pos_emb=rope,learned`) and seeds;
+- named variants of the base config x seeds, for ablations (`--variant muon:train.optimizer=muon`):
+  each variant is compared with the unchanged base ("baseline") trained with the same seeds, and the
+  table gets an "ablation" block: per variant, mean and seed spread of val bpb and of its paired
+  difference from the baseline.
+
+Every cell is a run directory OUT/cells/<cell>/ written by the one Trainer (checkpoints, metrics.jsonl);
+a finished cell leaves result.json and is skipped next time, a killed one resumes from its newest
+checkpoint. After each cell the table is rewritten atomically: OUT/sweep.json (rows + how they were
+made) and OUT/sweep.csv (the flat columns). Final validation bits per byte is measured on the same
+fixed validation windows for every cell, so cells compare pairwise.
+
+Run: tinylm sweep --out runs/sweeps/iso --train.data runs/default/data --sizes 2x64,4x128 --budgets 1e12,3e12
+     tinylm sweep --out runs/sweeps/rope --grid model.pos_emb=rope,learned --seeds 1,2,3 --train.max_steps 300
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import itertools
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tinylm import config as C
+from tinylm.util import atomic_write_text
+
+ROW_COLUMNS = ["cell", "seed", "budget", "n_layer", "n_embd", "n_head", "params", "params_non_embedding",
+               "params_matrices", "flops_per_token", "steps", "tokens", "flops", "wall_s", "eval_s",
+               "loadavg_start", "loadavg_end", "val_bpb", "val_tokens"]
+
+
+AXES = ("name", "sizes", "budgets", "grid", "seeds", "variants")  # may change between sittings of one sweep
+
+
+class SweepError(ValueError):
+    """Bad sweep input: one line naming the flag, file or field."""
+
+
+@dataclass
+class SweepSpec:
+    name: str = "sweep"
+    base: C.PretrainConfig = field(default_factory=C.PretrainConfig)
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (n_layer, n_embd)
+    budgets: list[float] = field(default_factory=list)  # training FLOPs per cell
+    grid: dict[str, list[str]] = field(default_factory=dict)  # dotted config field -> values
+    variants: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {field: value}; "baseline" added
+    seeds: list[int] = field(default_factory=list)  # empty: the base config's seed
+    head_dim: int = 32  # sizes: n_head = n_embd / head_dim
+    min_steps: int = 10  # budget cells with fewer optimizer steps are skipped (recorded as such)
+    warmup_frac: float = 0.1  # budget cells: warmup = min(base warmup, this fraction of the steps)
+    val_windows: int = 128  # validation windows (of seq_len tokens) for the final bits per byte
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["base"] = C.to_dict(self.base)
+        d["sizes"] = [f"{L}x{D}" for L, D in self.sizes]
+        return d
+
+
+# --------------------------------------------------------------------------- parsing
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        m = re.fullmatch(r"(\d+)x(\d+)", part)
+        if not m:
+            raise SweepError(f"--sizes: {part!r} is not LAYERSxWIDTH (e.g. 4x128)")
+        out.append((int(m.group(1)), int(m.group(2))))
+    return out
+
+
+def parse_budgets(text: str) -> list[float]:
+    try:
+        out = [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise SweepError(f"--budgets: {text!r} is not a comma-separated list of FLOPs (e.g. 1e12,3e12)") from None
+    if any(b <= 0 for b in out):
+        raise SweepError(f"--budgets: {text!r}: budgets must be positive")
+    return out
+
+
+def parse_variants(items: list[str]) -> dict[str, dict[str, str]]:
+    """["muon:train.optimizer=muon,train.lr=0.003", ...] -> {"muon": {...}}."""
+    known = {name for name, _, _ in C.flat_fields(C.PretrainConfig)}
+    out = {}
+    for item in items:
+        name, sep, rest = item.partition(":")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name == "baseline":
+            raise SweepError(f"--variant {item!r}: expected NAME:FIELD=V[,FIELD=V] with a new name (e.g. muon:train.optimizer=muon)")
+        over = {}
+        for kv in rest.split(","):
+            k, eq, v = kv.partition("=")
+            if not eq:
+                raise SweepError(f"--variant {item!r}: {kv!r} is not FIELD=VALUE")
+            if k.strip() not in known:
+                raise SweepError(f"--variant {name}: unknown field {k.strip()!r}")
+            over[k.strip()] = v.strip()
+        out[name] = over
+    return out
+
+
+def parse_grid(items: list[str]) -> dict[str, list[str]]:
+    known = {name for name, _, _ in C.flat_fields(C.PretrainConfig)}
+    grid = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not values:
+            raise SweepError(f"--grid {item!r}: expected FIELD=V1,V2 (e.g. model.pos_emb=rope,learned)")
+        if name not in known:
+            raise SweepError(f"--grid: unknown field {name!r} (fields look like model.n_embd or train.lr)")
+        grid[name] = [v.strip() for v in values.split(",") if v.strip()]
+    return grid
+
+
+# --------------------------------------------------------------------------- cells
+
+@dataclass
+class Cell:
+    id: str
+    seed: int
+    budget: float | None
+    size: tuple[int, int] | None
+    values: dict[str, str]  # grid field -> value
+    variant: str = ""
+    cfg: C.PretrainConfig | None = None  # resolved; None when skipped
+    skip: str = ""
+
+
+def _short(x: float) -> str:
+    """1e+12 -> 1e12, 3.5e+11 -> 3.5e11: compact and unique to 3 significant digits."""
+    return f"{x:.3g}".replace("e+0", "e").replace("e+", "e")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)
+
+
+def plan_cells(spec: SweepSpec, vocab_size: int) -> list[Cell]:
+    """Every cell of the sweep with its resolved config (the model's vocabulary from the data), or the
+    reason it is skipped. Raises SweepError on a bad value before anything runs."""
+    from tinylm.model import flops_per_token
+
+    base = dataclasses.replace(spec.base, model=dataclasses.replace(spec.base.model, vocab_size=vocab_size))
+    combos = [dict(zip(spec.grid, vals)) for vals in itertools.product(*spec.grid.values())] if spec.grid else [{}]
+    seeds = spec.seeds or [base.train.seed]
+    variants = {"baseline": {}, **spec.variants} if spec.variants else {"": {}}
+    cells = []
+    # budgets outermost, smallest first: a sweep stopped early still has whole IsoFLOP profiles;
+    # seeds outside variants, so every variant has its first seed before any has its third
+    for budget, size, values, seed, variant in itertools.product(sorted(spec.budgets) or [None], spec.sizes or [None],
+                                                                 combos, seeds, variants):
+        parts = ([f"L{size[0]}-d{size[1]}"] if size else []) + ([f"C{_short(budget)}"] if budget else []) \
+            + [f"{k.split('.')[-1]}={v}" for k, v in values.items()] + ([variant] if variant else []) + [f"s{seed}"]
+        cell = Cell(_slug("_".join(parts)), seed, budget, size, values, variant)
+        over: dict[str, object] = {"train.seed": seed, **values, **variants[variant]}
+        if size:
+            L, D = size
+            if D % spec.head_dim:
+                raise SweepError(f"--sizes: width {D} is not a multiple of --head_dim {spec.head_dim}")
+            over.update({"model.n_layer": L, "model.n_embd": D, "model.n_head": D // spec.head_dim,
+                         "model.n_kv_head": D // spec.head_dim})
+        try:
+            cfg = C.apply_overrides(base, over)
+        except (ValueError, TypeError) as e:
+            raise SweepError(f"cell {cell.id}: {e}") from None
+        if budget:
+            steps = round(budget / (flops_per_token(cfg.model) * cfg.train.total_batch_tokens))
+            if steps < spec.min_steps:
+                cell.skip = f"{steps} steps of {cfg.train.total_batch_tokens} tokens < --min_steps {spec.min_steps}"
+                cells.append(cell)
+                continue
+            warmup = max(1, min(cfg.train.warmup_steps, round(spec.warmup_frac * steps)))
+            cfg = C.apply_overrides(cfg, {"train.max_steps": steps, "train.warmup_steps": warmup})
+        cell.cfg = cfg
+        cells.append(cell)
+    ids = [c.id for c in cells]
+    if len(set(ids)) != len(ids):
+        raise SweepError("two cells of this sweep have the same name (a size or budget repeated?)")
+    return cells
+
+
+# --------------------------------------------------------------------------- running
+
+def _loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _cell_train_config(cell: Cell, out: Path) -> C.PretrainConfig:
+    """The cell's run: its own directory, no periodic evaluation or sampling (the final bits per byte
+    is measured once, by the sweep), checkpoints often enough that a kill loses little."""
+    steps = cell.cfg.train.max_steps
+    return C.apply_overrides(cell.cfg, {
+        "train.run_dir": str(out / "cells" / cell.id), "train.eval_every": 0, "train.sample_every": 0,
+        "train.save_every": max(1, min(cell.cfg.train.save_every, steps)), "train.keep_last": 1,
+        "train.log_every": max(1, min(cell.cfg.train.log_every, steps)),
+    })
+
+
+def run_cell(cell: Cell, out: Path, val_windows: int) -> dict:
+    """Train (or resume) one cell, measure its final validation bits per byte, write result.json."""
+    import torch
+
+    from tinylm.bpb import batches_bpb
+    from tinylm.data.loader import TokenLoader
+    from tinylm.data.shards import load_prepared
+    from tinylm.model import describe
+    from tinylm.stages import pretrain
+
+    cfg = _cell_train_config(cell, out)
+    load_start = _loadavg()
+    trainer = pretrain.build(cfg)
+    summary = trainer.fit(resume=True)
+    t0 = time.perf_counter()
+    _, val_path, _ = load_prepared(cfg.train.data)
+    if val_path is None:
+        raise SweepError(f"{cfg.train.data}: no val.bin; a sweep needs validation data")
+    T, B = cfg.model.seq_len, cfg.train.batch_size
+    val = TokenLoader([val_path], B, T, shuffle=False, device=trainer.rt.device)
+    n_batches = max(1, min(val_windows, val.n_windows) // B)
+    batches = [val.next_batch() for _ in range(n_batches)]
+    from tinylm.tokenizer import Tokenizer
+    tok = Tokenizer.load(Path(cfg.train.data) / "tokenizer.json")
+    trainer.model.eval()
+    with torch.no_grad():
+        bpb = batches_bpb(trainer.model, batches, torch.tensor(tok.token_bytes, dtype=torch.float32), trainer.rt.autocast)
+    info = describe(cfg.model)
+    row = {
+        "cell": cell.id, "seed": cell.seed, "budget": cell.budget, **({"variant": cell.variant} if cell.variant else {}),
+        "n_layer": cfg.model.n_layer, "n_embd": cfg.model.n_embd, "n_head": cfg.model.n_head,
+        **{k: _typed(cfg, k) for k in cell.values},
+        "params": info["params"], "params_non_embedding": info["params_non_embedding"],
+        "params_matrices": info["params_matrices"], "flops_per_token": info["flops_per_token"],
+        "steps": summary["step"], "tokens": summary["tokens"], "flops": summary["tokens"] * info["flops_per_token"],
+        "wall_s": round(summary["elapsed_s"], 2), "eval_s": round(time.perf_counter() - t0, 2),
+        "loadavg_start": load_start, "loadavg_end": _loadavg(),
+        "val_bpb": bpb, "val_tokens": n_batches * B * T,
+        "config": C.to_dict(cfg),
+    }
+    C.save_json(row, out / "cells" / cell.id / "result.json")
+    return row
+
+
+def _typed(cfg, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def ablation_summary(rows: list[dict], y: str = "val_bpb") -> dict:
+    """Per variant: mean and sample standard deviation of `y` over seeds, and of its difference from
+    the baseline with the same seed (paired: the seed fixes the initialisation and the data order)."""
+    import statistics
+
+    base = {r["seed"]: r[y] for r in rows if r.get("variant") == "baseline"}
+    out = {}
+    for name in dict.fromkeys(r["variant"] for r in rows if r.get("variant")):
+        vals = {r["seed"]: r[y] for r in rows if r.get("variant") == name}
+        deltas = [vals[s] - base[s] for s in vals if s in base]
+        sd = lambda v: statistics.stdev(v) if len(v) > 1 else None  # noqa: E731
+        out[name] = {"n_seeds": len(vals), f"{y}_mean": statistics.fmean(vals.values()), f"{y}_std": sd(list(vals.values())),
+                     "delta_mean": statistics.fmean(deltas) if deltas else None, "delta_std": sd(deltas),
+                     "n_paired": len(deltas), "wall_s_mean": statistics.fmean(r["wall_s"] for r in rows if r.get("variant") == name)}
+    return out
+
+
+def write_table(out: Path, spec: SweepSpec, rows: list[dict], skipped: list[dict], command: str) -> None:
+    from tinylm.util import code_version, hardware_info
+
+    x = "params" if spec.sizes else ("variant" if spec.variants else next(iter(spec.grid)) if spec.grid else "seed")
+    table = {
+        "sweep": spec.name, "kind": "isoflop" if spec.sizes and spec.budgets else "grid", "x": x,
+        "y": "val_bpb", "command": command, "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "hardware": hardware_info(), "code_version": code_version(), "spec": spec.to_json(),
+        "rows": rows, "skipped": skipped, "loadavg_end": _loadavg(),
+    }
+    if spec.variants:
+        table["ablation"] = ablation_summary(rows)
+    atomic_write_text(out / "sweep.json", json.dumps(table, indent=1) + "\n")
+    cols = ROW_COLUMNS[:3] + (["variant"] if spec.variants else []) + list(spec.grid) + ROW_COLUMNS[3:]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([json.dumps(r.get(c)) if isinstance(r.get(c), list) else r.get(c) for c in cols])
+    atomic_write_text(out / "sweep.csv", buf.getvalue())
+
+
+def run(spec: SweepSpec, out, command: str = "", on_cell=None) -> dict:
+    """Run every unfinished cell of `spec` into `out`; returns the table. `on_cell(cell)` is a test
+    hook called before each cell trains."""
+    from tinylm.tokenizer import Tokenizer
+
+    out = Path(out)
+    tok_path = Path(spec.base.train.data) / "tokenizer.json"
+    if not tok_path.exists():
+        raise SweepError(f"{spec.base.train.data}: no tokenizer.json; pass --train.data a `tinylm prepare` directory")
+    cells = plan_cells(spec, Tokenizer.load(tok_path).vocab_size)
+    spec_path = out / "sweep_spec.json"
+    new = json.loads(json.dumps(spec.to_json()))
+    if spec_path.exists():
+        # the axes (sizes, budgets, grid values, seeds, variants) may grow or shrink between sittings:
+        # a cell's result depends only on its own config. Anything else changing would mix two sweeps.
+        old = json.loads(spec_path.read_text())
+        diff = sorted(k for k in set(old) | set(new) if k not in AXES and old.get(k) != new.get(k))
+        if diff:
+            raise SweepError(f"{out} holds a different sweep (differs in: {', '.join(diff)}); use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    C.save_json(new, spec_path)
+    command = command or "tinylm " + " ".join(sys.argv[1:])
+    rows, skipped = [], [{"cell": c.id, "reason": c.skip} for c in cells if c.skip]
+    todo = [c for c in cells if not c.skip]
+    for i, cell in enumerate(todo):
+        done = out / "cells" / cell.id / "result.json"
+        if done.exists():
+            rows.append(json.loads(done.read_text()))
+            continue
+        print(f"sweep {spec.name}: cell {i + 1}/{len(todo)} {cell.id} ({cell.cfg.train.max_steps} steps)", flush=True)
+        if on_cell is not None:
+            on_cell(cell)
+        rows.append(run_cell(cell, out, spec.val_windows))
+        print(f"sweep {spec.name}: {cell.id} val_bpb {rows[-1]['val_bpb']:.4f} in {rows[-1]['wall_s']:.0f}s "
+              f"(load {rows[-1]['loadavg_end'][0]})", flush=True)
+        write_table(out, spec, rows, skipped, command)
+    write_table(out, spec, rows, skipped, command)
+    return json.loads((out / "sweep.json").read_text())
+
+
+def read_table(path) -> dict:
+    """A sweep table (sweep.json, or the directory holding it), checked: SweepError names the problem."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "sweep.json"
+    try:
+        obj = json.loads(p.read_text())
+    except OSError as e:
+        raise SweepError(f"{p}: cannot read ({e.strerror})") from None
+    except json.JSONDecodeError as e:
+        raise SweepError(f"{p}: not JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("rows"), list):
+        raise SweepError(f"{p}: not a sweep table (no \"rows\" list)")
+    for i, r in enumerate(obj["rows"]):
+        if not isinstance(r, dict):
+            raise SweepError(f"{p}: row {i} is not an object")
+    return obj
+
+
+def format_ablation(table: dict, y: str = "val_bpb") -> str:
+    """A Markdown table of an ablation sweep: per variant, mean ± seed spread and the paired Δ."""
+    ab = table.get("ablation") or {}
+    lines = [f"| variant | seeds | {y} (mean ± sd) | Δ vs baseline (mean ± sd, paired by seed) | wall s (mean) |",
+             "|---|---|---|---|---|"]
+    pm = lambda m, s: "n/a" if m is None else f"{m:+.4f}" + (f" ± {s:.4f}" if s is not None else "")  # noqa: E731
+    for name, a in ab.items():
+        sd = a.get(f"{y}_std")
+        lines.append(f"| {name} | {a['n_seeds']} | {a[f'{y}_mean']:.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
+                     + f" | {pm(a['delta_mean'], a['delta_std']) if name != 'baseline' else '0'} | {a['wall_s_mean']:.1f} |")
+    return "\n".join(lines)
