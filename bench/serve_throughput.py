@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -35,21 +34,13 @@ from pathlib import Path
 import httpx
 import torch
 
+from tinylm.util import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 REF = Path("/work/ref/runs/default")
 PROMPTS = ["Write a short story about a dog named Max.", "Give three tips for staying healthy.",
            "Tell me a story about a cat who finds a ball.", "What is the capital of France?",
            "Write a poem about the sea.", "Continue this story: Once upon a time, Lily went to the park."]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def pick_model(arg: str, tmp: Path) -> tuple[str, str]:
@@ -214,7 +205,7 @@ def write(path: str, about: str, args, load_before, rows: list) -> None:
     out = {
         "benchmark": "serve_throughput", "command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
         "model": about, "max_tokens": args.max_tokens, "max_batch": args.max_batch, "temperature": 0.8,
-        "threads_per_process": 1, "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "threads_per_process": 1, "cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
         "load_avg_before": [round(x, 2) for x in load_before], "load_avg_after": [round(x, 2) for x in os.getloadavg()],
         "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "retried_requests": len(RETRIES), "levels": rows,
     }
