@@ -8,7 +8,7 @@ it measures requests/s, time to first token and tokens/s per client, and prints 
 batched to sequential. The two servers are measured alternately at each level, so a change in
 the machine's load hits both.
 
-The model is the reference pipeline's SFT checkpoint when one exists (/work/ref/runs/default/sft,
+The model is the reference pipeline's SFT checkpoint when one exists (runs/default/sft as `make run` writes it,
 or --model), else the 1m preset with random weights and the reference tokenizer: a random model
 rarely emits its stop token, so every request runs to max_tokens, which is what a throughput
 measurement wants anyway; the work per token is the same as a trained model's.
@@ -37,7 +37,7 @@ import torch
 from tinylm.util import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
-REF = Path("/work/ref/runs/default")
+REF = ROOT / "runs" / "default"  # what `make run` writes
 PROMPTS = ["Write a short story about a dog named Max.", "Give three tips for staying healthy.",
            "Tell me a story about a cat who finds a ball.", "What is the capital of France?",
            "Write a poem about the sea.", "Continue this story: Once upon a time, Lily went to the park."]
