@@ -187,6 +187,7 @@ def main(argv=None) -> None:
           f"largest |log-likelihood difference| {rows[-1]['max_abs_loglikelihood_diff']:.2e}")
     print(f"seconds: {rows[-1]['seconds']}")
     if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps({"model": a.model, "tasks": a.tasks, "limit": a.limit, "rows": rows}, indent=1) + "\n")
 
 
