@@ -51,3 +51,12 @@ def test_a_degenerate_fit_with_a_huge_exponent_does_not_overflow():
     steep = {**FIT, "conventions": {"params": {"approach3": dict(LAW, alpha=222.0, bootstrap_samples=[]), "budgets": [1e12]}}}
     p = plan.recommend(THROUGHPUT, steep, flops=1e13, batch_tokens=1000)
     assert p["choice"]["predicted"] == pytest.approx(1 + 1000 / (1e13 / 60_000) ** 0.5)  # the N term underflows to 0
+
+
+def test_plan_refuses_a_non_positive_budget_in_one_line(capsys):
+    from tinylm.cli import main
+
+    for flag in ("--minutes", "--flops"):
+        assert main(["plan", "--fit", "/nonexistent/fit.json", flag, "-3"]) != 0
+        err = capsys.readouterr().err
+        assert f"{flag} must be > 0" in err and "Traceback" not in err

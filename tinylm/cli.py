@@ -220,6 +220,9 @@ def cmd_scaling(args) -> None:
 def cmd_plan(args) -> None:
     from tinylm.experiments import plan, sweep
 
+    for flag, v in (("--minutes", args.minutes), ("--flops", args.flops)):
+        if v is not None and not v > 0:  # checked before measuring throughput or reading the fit
+            raise ValueError(f"{flag} must be > 0, got {v}")
     try:
         fit = json.loads(Path(args.fit).read_text())
         base_model = fit.get("base_model") or {}
