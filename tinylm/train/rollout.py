@@ -343,12 +343,23 @@ def cached_samples(path, model, tok, task, examples: list[Example], sampling, se
         if saved.get("key") == key:
             return saved["scored"]
 
-    def progress(i, n):
-        if i % 50 == 0 or i == n:
-            print(f"  sampled {sampling.samples} answers for {i}/{n} prompts", flush=True)
+    import time
 
-    scored = sample_and_score(model, tok, task, examples, sampling.samples, sampling.max_new_tokens, sampling.temperature,
-                              sampling.top_k, seed, guard, sampling.compile, progress)
+    from tinylm.progress import bar, duration
+
+    t0 = time.time()
+    pbar = bar(total=len(examples), desc=f"sample {sampling.samples} answers per prompt", unit="prompt")
+
+    def progress(i, n):
+        pbar.update(i - pbar.n)
+
+    try:
+        scored = sample_and_score(model, tok, task, examples, sampling.samples, sampling.max_new_tokens,
+                                  sampling.temperature, sampling.top_k, seed, guard, sampling.compile, progress)
+    finally:
+        pbar.close()
+    print(f"sampled {sampling.samples} answers for each of {len(examples):,} prompts in "
+          f"{duration(time.time() - t0)} -> {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({"key": key, "scored": scored}))
     return scored
