@@ -30,8 +30,8 @@ def resolve_dtype(name: str, device: torch.device) -> str:
     """Resolve the autocast dtype name "auto" for `device`; other names pass through.
 
     CUDA: bf16 where the GPU supports it, else fp16. CPU: bf16 only when oneDNN has native bf16
-    kernels (AVX512-BF16 or AMX). On an AVX2-only CPU bf16 is emulated: a 1m training step ran 8-9x
-    slower than fp32 on an AMD EPYC Zen 3 (`python bench/cpu_choices.py`), so fp32 there. MPS: fp32.
+    kernels (AVX512-BF16 or AMX). On an AVX2-only CPU bf16 is emulated: a 1m training step ran 14x
+    slower than fp32 on an AMD EPYC Zen 3 (bench/results/cpu_choices_avx2.log), so fp32 there. MPS: fp32.
     """
     if name != "auto":
         return name
