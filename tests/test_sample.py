@@ -157,3 +157,28 @@ def test_filters_select_what_transformers_warpers_select(name):
         case = (temperature, top_k, top_p, ours, theirs)
         assert torch.equal(torch.isinf(ours), torch.isinf(theirs)), case
         assert torch.equal(ours[~torch.isinf(ours)], theirs[~torch.isinf(theirs)]), case
+
+
+def test_sample_groups_batches_prompts_of_different_lengths_like_one_at_a_time(model):
+    """Several prompts in one ragged batch: greedy rows equal generate() on each prompt, stops and
+    per-prompt budgets (the context) hold, and a prompt's sampled answers with its own generator do
+    not depend on which prompts share the batch."""
+    from tinylm.sample import sample_group, sample_groups
+
+    prompts = [[3, 17, 5, 9], [1, 2], [8] * 40, [4, 4, 6, 1, 7, 2, 9]]
+    greedy = sample_groups(model, prompts, 2, 20, stop_id=-5, temperature=0)
+    for group, prompt in zip(greedy, prompts):
+        want = list(generate(model, prompt, 20, temperature=0))
+        assert group == [want, want]
+    assert len(greedy[2][0]) == 48 - 40  # capped by the context, while the other rows run on
+    stop = greedy[0][0][3]  # a token the first prompt emits: its rows end there, stop included
+    stopped = sample_groups(model, prompts, 2, 20, stop_id=stop, temperature=0)
+    assert stopped[0][0] == greedy[0][0][: greedy[0][0].index(stop) + 1]
+    gens = lambda: [torch.Generator().manual_seed(s) for s in (11, 12)]  # noqa: E731
+    pair = sample_groups(model, [prompts[0], prompts[3]], 4, 15, stop_id=-5, temperature=1.0, generators=gens())
+    alone = sample_groups(model, [prompts[3]], 4, 15, stop_id=-5, temperature=1.0, generators=gens()[1:])
+    assert pair[1] == alone[0] and len({tuple(r) for r in pair[1]}) > 1
+    one = sample_group(model, prompts[3], 4, 15, -5, 1.0, 0, torch.Generator().manual_seed(12))
+    assert one == alone[0]  # the same answers as the one-prompt sampler with the same seed
+    with pytest.raises(ValueError, match="no room"):
+        sample_groups(model, [[1] * 48], 2, 5, stop_id=0)

@@ -183,6 +183,61 @@ def sample_group(model: GPT, prompt: list[int], n: int, max_new_tokens: int, sto
     return rows
 
 
+@torch.no_grad()
+def sample_groups(model: GPT, prompts: list[list[int]], n: int, max_new_tokens: int, stop_id: int,
+                  temperature: float = 1.0, top_k: int = 0, generators=None, compile: bool = False) -> list[list[list[int]]]:
+    """n answers to each of several prompts in one batch of len(prompts) * n rows: each prompt is
+    prefilled once into its n rows of a shared cache, then every row decodes at its own position
+    with GPT.decode_step (the server's ragged batch), until every row has emitted `stop_id` or its
+    max_new_tokens (capped by the context). On a CPU one step over 64 rows costs little more than
+    one over 8, so best-of-n sampling and RL rollouts run several times faster than prompt by prompt.
+
+    generators: one torch.Generator per prompt (or None, or a single generator shared by all):
+    with one per prompt, a prompt's answers do not depend on which prompts share its batch.
+    Returns, per prompt, n token lists up to and including the first stop id (absent when the
+    answer never stopped). Raises ValueError when a prompt leaves no room in the context."""
+    P, L = len(prompts), model.cfg.seq_len
+    if P == 0:
+        return []
+    for pr in prompts:
+        if len(pr) >= L:
+            raise ValueError(f"prompt of {len(pr)} tokens leaves no room in a context of {L}")
+    if generators is None or isinstance(generators, torch.Generator):
+        generators = [generators] * P
+    p = next(model.parameters())
+    budget = torch.tensor([min(max_new_tokens, L - len(pr)) for pr in prompts], device=p.device).repeat_interleave(n)
+    cache = KVCache(model.cfg, P * n, L, p.device, p.dtype)
+    logits = torch.empty(P * n, model.cfg.vocab_size, device=p.device, dtype=torch.float32)
+    for j, pr in enumerate(prompts):  # prefill: eager, one prompt (n identical rows) at a time
+        ids = torch.tensor([pr] * n, dtype=torch.long, device=p.device)
+        logits[j * n:(j + 1) * n] = model(ids, kv_cache=cache.rows(j * n, (j + 1) * n))[:, -1].float()
+    pos = torch.tensor([len(pr) for pr in prompts], dtype=torch.long, device=p.device).repeat_interleave(n)
+    step = compiled_decode_step(p.device.type) if compile else None
+    steps = int(budget.max())
+    out = torch.full((P * n, steps), -1, dtype=torch.long, device=p.device)
+    done = torch.zeros(P * n, dtype=torch.bool, device=p.device)
+    for i in range(steps):
+        nxt = torch.cat([sample_next(logits[j * n:(j + 1) * n], temperature, top_k, generator=g)
+                         for j, g in enumerate(generators)])
+        out[:, i] = torch.where(done, -1, nxt)
+        done |= (nxt == stop_id) | (i + 1 >= budget)
+        if bool(done.all()):
+            break
+        if step is not None:
+            logits = step(model, nxt[:, None], pos, cache.k, cache.v).float()
+        else:
+            logits = model.decode_step(nxt[:, None], pos, cache.k, cache.v).float()
+        pos = torch.where(done, pos, pos + 1).clamp(max=L - 1)  # finished rows idle at their last position
+    result = []
+    for j in range(P):
+        group = []
+        for row in out[j * n:(j + 1) * n].tolist():
+            row = [t for t in row if t >= 0]
+            group.append(row[: row.index(stop_id) + 1] if stop_id in row else row)
+        result.append(group)
+    return result
+
+
 class TextStream:
     """Turns a stream of token ids into printable text pieces. A UTF-8 character can span several
     byte-level tokens, so text is only released once it no longer ends in a partial character.

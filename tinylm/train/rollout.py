@@ -23,7 +23,7 @@ import torch
 
 from tinylm.chat import end_id, render_prompt
 from tinylm.data.preference import Pair, collate_responses
-from tinylm.sample import sample_group
+from tinylm.sample import sample_groups
 from tinylm.tasks.base import Example
 from tinylm.tasks.instructions import _WORD, STOPWORDS, sentences
 from tinylm.train.objectives import IGNORE_INDEX
@@ -96,22 +96,29 @@ def fitting_prompts(tok, examples: list[Example], seq_len: int, room: int = 16) 
 
 @torch.no_grad()
 def sample_and_score(model, tok, task, examples: list[Example], k: int, max_new_tokens: int, temperature: float = 1.0,
-                     top_k: int = 0, seed: int = 0, guard: bool = True, compile: bool = False, progress=None) -> list[dict]:
-    """K answers per example: [{"example": i, "answers": [{"text", "reward", "score", "degenerate", "ended"}]}]."""
+                     top_k: int = 0, seed: int = 0, guard: bool = True, compile: bool = False, progress=None,
+                     batch_prompts: int = 8) -> list[dict]:
+    """K answers per example: [{"example": i, "answers": [{"text", "reward", "score", "degenerate", "ended"}]}].
+    `batch_prompts` prompts are decoded together (sample_groups); example i's answers come from its
+    own generator (seed * 1_000_003 + i), so they do not depend on the batching."""
     stop = end_id(tok)
+    device = next(model.parameters()).device
     out = []
-    for i, ex in enumerate(examples):
-        gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed * 1_000_003 + i)
-        prompt = render_prompt(tok, ex.prompt)
-        answers = []
-        for toks in sample_group(model, prompt, k, max_new_tokens, stop, temperature, top_k, gen, compile):
-            ended = bool(toks) and toks[-1] == stop
-            text = tok.decode(toks[:-1] if ended else toks)
-            r, s, why = reward(task, ex, text, guard)
-            answers.append({"text": text, "reward": r, "score": s, "degenerate": why, "ended": ended})
-        out.append({"example": i, "answers": answers})
+    for start in range(0, len(examples), batch_prompts):
+        chunk = range(start, min(start + batch_prompts, len(examples)))
+        prompts = [render_prompt(tok, examples[i].prompt) for i in chunk]
+        gens = [torch.Generator(device=device).manual_seed(seed * 1_000_003 + i) for i in chunk]
+        groups = sample_groups(model, prompts, k, max_new_tokens, stop, temperature, top_k, gens, compile)
+        for i, group in zip(chunk, groups):
+            answers = []
+            for toks in group:
+                ended = bool(toks) and toks[-1] == stop
+                text = tok.decode(toks[:-1] if ended else toks)
+                r, s, why = reward(task, examples[i], text, guard)
+                answers.append({"text": text, "reward": r, "score": s, "degenerate": why, "ended": ended})
+            out.append({"example": i, "answers": answers})
         if progress is not None:
-            progress(i + 1, len(examples))
+            progress(chunk[-1] + 1, len(examples))
     return out
 
 
@@ -256,13 +263,16 @@ class RolloutSource:
     def _rollout(self) -> None:
         cfg, r = self.cfg, self.rollouts
         device = next(self.policy.parameters()).device
-        gen = torch.Generator(device=device).manual_seed((self.seed * 1_000_003 + r) * 64 + self.rank)
+        idx = self._prompt_indices(r)
+        gens = [torch.Generator(device=device).manual_seed(((self.seed * 1_000_003 + r) * 64 + self.rank) * 64 + j)
+                for j in range(len(idx))]
+        prompts = [render_prompt(self.tok, self.examples[i].prompt) for i in idx]
+        groups = sample_groups(self.policy, prompts, cfg.group_size, cfg.max_new_tokens, self.stop, cfg.temperature,
+                               cfg.top_k, gens, cfg.compile)
         seqs, rewards, scores, degen, ended, lengths = [], [], [], [], [], []
-        for i in self._prompt_indices(r):
+        for i, prompt, group in zip(idx, prompts, groups):
             ex = self.examples[i]
-            prompt = render_prompt(self.tok, ex.prompt)
-            for toks in sample_group(self.policy, prompt, cfg.group_size, cfg.max_new_tokens, self.stop,
-                                     cfg.temperature, cfg.top_k, gen, cfg.compile):
+            for toks in group:
                 done = bool(toks) and toks[-1] == self.stop
                 text = self.tok.decode(toks[:-1] if done else toks)
                 rew, s, why = reward(self.task, ex, text, self.guard)
