@@ -2,7 +2,6 @@
 file and the problem (exit status 1, or 2 with the subcommand's usage for a bad flag), never a
 traceback. Driven in-process through `tinylm.cli.main`, so an exception that escapes fails the test."""
 
-import dataclasses
 import json
 
 import pytest

@@ -176,3 +176,16 @@ def test_sentencepiece_tokenizer_export_fails_with_one_line(tmp_path, shared_dat
     with pytest.raises(GGUFExportError, match="SentencePiece-style BPE .* tinylm tokenizers only"):
         write_gguf(model, tok, tmp_path / "x.gguf")
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_gguf_export_writes_the_model_card_beside_the_file(run_dir, tmp_path):
+    """An export directory gets README.md (the Hugging Face card with GGUF usage); a named file gets
+    <name>.md and leaves a README.md already in its folder alone."""
+    convert.export(ExportConfig(checkpoint=str(run_dir), format="gguf", out=str(tmp_path / "exp"), outtype="f32"))
+    card = (tmp_path / "exp" / "README.md").read_text()
+    assert (tmp_path / "exp" / "model-f32.gguf").exists()
+    assert "llama-cli -m model.gguf" in card and "## Training" in card and "library_name: gguf" in card
+    (tmp_path / "README.md").write_text("mine")
+    convert.export(ExportConfig(checkpoint=str(run_dir), format="gguf", out=str(tmp_path / "named.gguf"), outtype="f32"))
+    assert (tmp_path / "README.md").read_text() == "mine"
+    assert (tmp_path / "named.md").read_text() == card

@@ -178,6 +178,22 @@ def test_mfu_in_metrics_is_tokens_per_second_times_flops_over_peak(tiny_model_cf
     fpt = flops_per_token(tiny_model_cfg)
     for r in rows:
         assert r["mfu"] == pytest.approx(r["tok_per_s"] * fpt / 1e12, rel=1e-3, abs=1e-4)
+        # every timing carries the load it was measured under (the report flags a busy machine)
+        assert len(r["loadavg"]) == 3 and all(x >= 0 for x in r["loadavg"])
+
+
+def test_report_flags_a_training_time_measured_under_load():
+    from tinylm.report.artifacts import FileLog, Run
+    from tinylm.report.sections_setup import load_note
+
+    def run(loads):
+        r = Run(dir=Path("x"), name="x", log=FileLog(), meta={"hardware": {"torch_threads": 2}})
+        r.metrics = [{"step": i, "loss": 1.0, "loadavg": [x, x, x]} for i, x in enumerate(loads)]
+        return r
+
+    assert "UNDER LOAD" in load_note(run([1.0, 5.5])) and "5.5" in load_note(run([1.0, 5.5]))
+    assert "UNDER LOAD" not in load_note(run([0.5, 1.9])) and "1.9" in load_note(run([0.5, 1.9]))
+    assert "not recorded" in load_note(run([]))
 
 
 def test_save_every_zero_still_ends_with_the_final_checkpoint(tiny_model_cfg, tiny_train_cfg):

@@ -42,6 +42,7 @@ import typing
 from pathlib import Path
 
 from tinylm import config as C
+from tinylm.util import load_average
 
 
 @functools.lru_cache(maxsize=None)
@@ -237,7 +238,7 @@ def cmd_plan(args) -> None:
     result = plan.recommend(table, fit, minutes=args.minutes, flops=args.flops, batch_tokens=cfg.train.total_batch_tokens)
     print(plan.format_plan(result))
     if args.out:
-        C.save_json({**result, "command": "tinylm " + " ".join(sys.argv[1:]), "loadavg": list(os.getloadavg())}, args.out)
+        C.save_json({**result, "command": "tinylm " + " ".join(sys.argv[1:]), "loadavg": load_average()}, args.out)
 
 
 def _int_list(flag: str, text: str) -> list[int]:

@@ -91,7 +91,7 @@ def evaluate_model(ckpt, sft_model, n: int = 300, data_seed: int = 0, kl_prompts
 
 def compare(sft: str, models: dict[str, str], out: str, n: int = 300, compile: bool = False, task: str = "instructions",
             kl_prompts: int = 100, bpb_bytes: int = 0) -> dict:
-    from tinylm.train.align import load_average
+    from tinylm.util import load_average
 
     sft_model = load_model(sft)[0]
     out_path = Path(out)

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import time
 from pathlib import Path
 
 from tinylm.eval import tasks as registry
 from tinylm.eval.compare import fmt_metric
 from tinylm.eval.tasks.base import TaskDataError
-from tinylm.util import atomic_write_text, code_version, hardware_info
+from tinylm.util import atomic_write_text, code_version, hardware_info, load_average
 
 SCHEMA = "tinylm.eval/1"
 # how contexts begin (eval/lm.py); `prefix_doc_start: true` in older files meant every context
@@ -87,7 +86,7 @@ def markdown_table(doc: dict) -> str:
              f"Model `{m.get('spec')}` ({m.get('kind')}, {m.get('params', 0):,} parameters, context {m.get('seq_len')}); "
              f"{doc['date']}, code {doc['code_version']}, {doc['seconds']:.0f} s"
              + (f", --limit {doc['limit']}" if doc.get("limit") else "") + ".\n",
-             *([f"Tasks run with --limit (first N examples; per subject/paradigm for MMLU/BLiMP): "
+             *(["Tasks run with --limit (first N examples; per subject/paradigm for MMLU/BLiMP): "
                 + ", ".join(f"{n} ({r['limit']})" for n, r in doc["tasks"].items() if r.get("limit")) + ".\n"]
                if any(r.get("limit") for r in doc["tasks"].values()) else []),
              "| task | metric | value ± 95% CI | chance | n | shots | truncated | seconds |",
@@ -163,12 +162,12 @@ def run(lm, task_names: list[str], limit: int, out_dir, extra: dict | None = Non
             "code_version": code_version(), "hardware": hardware_info(), "limit": limit or None,
             "prefix_doc_start": False, "start_token": START_TOKEN_PROTOCOL, **(extra or {})}
 
-    load_start = [round(x, 2) for x in os.getloadavg()]
+    load_start = load_average()
 
     def save(found):
         # load averages say whether the seconds were measured on a quiet machine
         doc = {**head, "seconds": round(time.time() - t0, 1), "loadavg_start": load_start,
-               "loadavg_end": [round(x, 2) for x in os.getloadavg()], **found}
+               "loadavg_end": load_average(), **found}
         return doc, write(doc, out_dir)
 
     found = evaluate(lm, task_names, limit, on_task=save)

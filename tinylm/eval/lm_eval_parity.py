@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import time
-import zipfile
 from pathlib import Path
 
 # tinylm task -> (the harness's task YAML, relative to lm_eval/tasks)

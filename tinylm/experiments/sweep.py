@@ -27,7 +27,6 @@ import dataclasses
 import io
 import itertools
 import json
-import os
 import re
 import sys
 import time
@@ -36,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tinylm import config as C
-from tinylm.util import atomic_write_text
+from tinylm.util import atomic_write_text, load_average
 
 ROW_COLUMNS = ["cell", "seed", "budget", "n_layer", "n_embd", "n_head", "params", "params_non_embedding",
                "params_matrices", "flops_per_token", "steps", "tokens", "flops", "wall_s", "eval_s",
@@ -195,10 +194,6 @@ def plan_cells(spec: SweepSpec, vocab_size: int) -> list[Cell]:
 
 # --------------------------------------------------------------------------- running
 
-def _loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 def _cell_train_config(cell: Cell, out: Path) -> C.PretrainConfig:
     """The cell's run: its own directory, no periodic evaluation or sampling (the final bits per byte
     is measured once, by the sweep), checkpoints often enough that a kill loses little."""
@@ -221,7 +216,7 @@ def run_cell(cell: Cell, out: Path, val_windows: int) -> dict:
     from tinylm.stages import pretrain
 
     cfg = _cell_train_config(cell, out)
-    load_start = _loadavg()
+    load_start = load_average()
     trainer = pretrain.build(cfg)
     summary = trainer.fit(resume=True)
     t0 = time.perf_counter()
@@ -246,7 +241,7 @@ def run_cell(cell: Cell, out: Path, val_windows: int) -> dict:
         "params_matrices": info["params_matrices"], "flops_per_token": info["flops_per_token"],
         "steps": summary["step"], "tokens": summary["tokens"], "flops": summary["tokens"] * info["flops_per_token"],
         "wall_s": round(summary["elapsed_s"], 2), "eval_s": round(time.perf_counter() - t0, 2),
-        "loadavg_start": load_start, "loadavg_end": _loadavg(),
+        "loadavg_start": load_start, "loadavg_end": load_average(),
         "val_bpb": bpb, "val_tokens": n_batches * B * T,
         "config": C.to_dict(cfg),
     }
@@ -286,7 +281,7 @@ def write_table(out: Path, spec: SweepSpec, rows: list[dict], skipped: list[dict
         "sweep": spec.name, "kind": "isoflop" if spec.sizes and spec.budgets else "grid", "x": x,
         "y": "val_bpb", "command": command, "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "hardware": hardware_info(), "code_version": code_version(), "spec": spec.to_json(),
-        "rows": rows, "skipped": skipped, "loadavg_end": _loadavg(),
+        "rows": rows, "skipped": skipped, "loadavg_end": load_average(),
     }
     if spec.variants:
         table["ablation"] = ablation_summary(rows)

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinylm.util import load_average
+
 SCHEMA = "tinylm.data_stats/1"
 N = 13
 WORD = re.compile(r"[a-z0-9]+")
@@ -199,7 +201,7 @@ def compute(source, tasks: list[str], tokenizer=None, budget_s: float = 300.0, n
         out["notes"].append(f"training text scan stopped at the {budget_s:.0f} s budget after {len(lengths):,} documents "
                             f"({scanned_bytes:,} bytes)")
     out["seconds"] = round(time.time() - t0, 1)
-    out["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+    out["loadavg"] = load_average()
     out["compressed_train_bytes"] = total_bytes
     return out
 

@@ -15,7 +15,7 @@ from tinylm import config as C
 from tinylm.report import figures
 from tinylm.report.artifacts import Run, sweep_axes
 from tinylm.report.document import Bullets, Figure, Missing, Paragraph, Section, Table, Verbatim, ffloat, fint, slug
-from tinylm.report.sections_setup import Context, missing, pretrain_numbers, rel
+from tinylm.report.sections_setup import Context, pretrain_numbers, rel
 
 # --------------------------------------------------------------------------- sweeps
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from tinylm.report import figures
 from tinylm.report.artifacts import Run
 from tinylm.report.cost import CostAssumptions, estimate
-from tinylm.report.document import (Bullets, Figure, Missing, Paragraph, Section, Table, fbytes, fduration,
+from tinylm.report.document import (Bullets, Figure, Missing, Paragraph, Section, Table, fduration,
                                     ffloat, fint, fpct, fsi, num)
 
 

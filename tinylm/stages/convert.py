@@ -19,7 +19,7 @@ from tinylm.interop import hf as hf_io
 from tinylm.interop import llama2c, read_model
 from tinylm.tokenizer import Tokenizer
 from tinylm.train.checkpoint import find_checkpoint, load_model, save_checkpoint
-from tinylm.util import code_version
+from tinylm.util import atomic_write_text, code_version
 
 
 def scores_of(ckpt: Path) -> dict[str, str]:
@@ -56,13 +56,21 @@ def export(cfg: ExportConfig) -> Path:
     elif cfg.format == "gguf":
         from tinylm.interop import gguf as gguf_io
 
-        if out.suffix != ".gguf":
+        from tinylm.report.model_card import card_for_checkpoint
+
+        into_dir = out.suffix != ".gguf"
+        if into_dir:
             out = out / f"model-{cfg.outtype}.gguf"
         gguf_io.write_gguf(model, tok, out, cfg.outtype, meta)
+        # the model card beside the file, as GGUF repositories carry it: README.md in an export
+        # directory; <name>.md beside a named file (a README.md already there is not the export's)
+        ckpt = find_checkpoint(cfg.checkpoint)
+        card = out.parent / "README.md" if into_dir else out.with_suffix(".md")
+        atomic_write_text(card, card_for_checkpoint(ckpt, meta, scores_of(ckpt), fmt="gguf"))
     else:
         raise ValueError(f"unknown export format {cfg.format!r}; choose hf, llama2c or gguf")
     print(f"export: {find_checkpoint(cfg.checkpoint)} -> {out} ({cfg.format}"
-          + (f", {cfg.outtype}, {out.stat().st_size / 1e6:.1f} MB)" if cfg.format == "gguf" else ")"))
+          + (f", {cfg.outtype}, {out.stat().st_size / 1e6:.1f} MB; model card {card.name})" if cfg.format == "gguf" else ")"))
     return out
 
 

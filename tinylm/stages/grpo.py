@@ -17,7 +17,6 @@ Run: tinylm grpo --checkpoint runs/default/sft --train.run_dir runs/default/grpo
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 

@@ -18,6 +18,7 @@ from tinylm.model import GPT, GPTWithHead
 from tinylm.tokenizer import Tokenizer
 from tinylm.train.checkpoint import find_checkpoint, load_state_dict_checked, read_meta
 from tinylm.train.objectives import IGNORE_INDEX
+from tinylm.util import load_average
 from tinylm.train.preference import bradley_terry_loss, dpo_loss, grpo_loss, masked_mean, ppo_policy_loss, ppo_value_loss, token_logprobs
 
 # ---------------------------------------------------------------------------------------------
@@ -231,15 +232,6 @@ def kl_to_reference(model, ref, tok, examples, samples: int = 2, max_new_tokens:
     m = sum(vals) / max(n, 1)
     se = math.sqrt(sum((v - m) ** 2 for v in vals) / (n - 1) / n) if n > 1 else float("nan")
     return {"kl": m, "ci95": 1.96 * se, "n": n, "unit": "nats per answer"}
-
-
-def load_average() -> list[float]:
-    import os
-
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
 
 
 def write_summary(run_dir, method: str, summary: dict, data: dict, hyper: dict, t_start: float) -> dict:

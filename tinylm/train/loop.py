@@ -32,7 +32,7 @@ from tinylm.train.checkpoint import (CheckpointError, find_checkpoint, list_chec
                                      restore_training_state, save_checkpoint)
 from tinylm.train.objectives import next_token_loss
 from tinylm.train.optim import build_optimizer, lr_at
-from tinylm.util import code_version, hardware_info
+from tinylm.util import code_version, hardware_info, load_average
 
 
 class NonFiniteLossError(RuntimeError):
@@ -367,6 +367,7 @@ class Trainer:
                         "tok_per_s": round(tps, 1),
                         "mfu": None,
                         "elapsed_s": round(self.elapsed, 2),
+                        "loadavg": load_average(),  # 1/5/15-minute: a timing under load is flagged in the report
                     }
                     if peak:
                         mfu = tps * self.flops_per_token / peak

@@ -15,7 +15,6 @@ rollout buffer in progress is part of the source's saved state.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections import Counter
 
 import numpy as np
