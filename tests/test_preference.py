@@ -245,3 +245,27 @@ def test_gz_pairs_file_reads(tmp_path):
     with gzip.open(p, "wt") as f:
         f.write(json.dumps({"prompt": "Q", "chosen": "A", "rejected": "B"}) + "\n")
     assert len(read_jsonl_pairs(p)[0]) == 1
+
+
+def test_best_of_n_keeps_perfect_answers_and_with_min_gain_the_better_partial_ones():
+    from tinylm.train.rollout import best_of_n
+
+    exs = [_ex("keywords", []), _ex("title", []), _ex("ends_with", [])]
+
+    def a(text, r, ended=True, degenerate=None):
+        return {"text": text, "reward": r, "score": r, "degenerate": degenerate, "ended": ended}
+
+    scored = [{"example": 0, "answers": [a("two words", 0.5), a("none", 0.0), a("one", 0.25), a("none2", 0.0)]},
+              {"example": 1, "answers": [a("perfect", 1.0), a("long", 1.0, ended=False), a("half", 0.5)]},
+              {"example": 2, "answers": [a("x", 0.0), a("y", 0.0)]}]
+    kept, stats = best_of_n(exs, scored, min_score=1.0)
+    assert [k.messages[-1]["content"] for k in kept] == ["perfect"] and stats["kept_below_min_score"] == 0
+    # mean of prompt 0 is 0.1875: "two words" beats it by 0.31 >= 0.25; prompt 2 (all equal) gives nothing
+    kept, stats = best_of_n(exs, scored, min_score=1.0, min_gain=0.25)
+    assert [k.messages[-1]["content"] for k in kept] == ["two words", "perfect"]
+    assert stats["kept_below_min_score"] == 1 and stats["kept_by_kind"] == {"keywords": 1, "title": 1}
+    kept, _ = best_of_n(exs, scored, min_score=1.0, min_gain=0.4)
+    assert [k.messages[-1]["content"] for k in kept] == ["perfect"]
+    scored[0]["answers"][0]["degenerate"] = "repetitive"  # never kept, whatever its reward
+    kept, _ = best_of_n(exs, scored, min_score=1.0, min_gain=0.05)
+    assert [k.messages[-1]["content"] for k in kept] == ["one", "perfect"]

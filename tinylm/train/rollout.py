@@ -143,18 +143,27 @@ def onpolicy_pairs(examples: list[Example], scored: list[dict]) -> tuple[list[Pa
     return pairs, stats
 
 
-def best_of_n(examples: list[Example], scored: list[dict], min_score: float) -> tuple[list[Example], dict]:
+def best_of_n(examples: list[Example], scored: list[dict], min_score: float, min_gain: float = 0.0) -> tuple[list[Example], dict]:
     """Each prompt's best answer that ended with <|end|>, is not degenerate and scores at least
-    `min_score`, as an SFT conversation (rejection-sampling fine-tuning, Llama 2 §3.2.3)."""
-    kept, by_kind = [], Counter()
+    `min_score`, as an SFT conversation (rejection-sampling fine-tuning, Llama 2 §3.2.3).
+
+    min_gain > 0 also keeps a best answer below `min_score` when its reward beats the mean reward
+    of its prompt's n answers by at least `min_gain` (a positive-advantage filter, as in filtered
+    behaviour cloning and ReST, Gulcehre et al. 2023): where no answer is perfect (three given
+    words used, of which the model finds one or two), the better partial answer still teaches."""
+    kept, by_kind, partial = [], Counter(), 0
     for row in scored:
         ex = examples[row["example"]]
-        ok = [a for a in row["answers"] if a["ended"] and not a["degenerate"] and a["reward"] >= min_score and a["text"].strip()]
+        mean = sum(a["reward"] for a in row["answers"]) / max(len(row["answers"]), 1)
+        ok = [a for a in row["answers"] if a["ended"] and not a["degenerate"] and a["text"].strip()
+              and (a["reward"] >= min_score or (min_gain > 0 and a["reward"] - mean >= min_gain))]
         if ok:
             best = max(ok, key=lambda a: a["reward"])
             kept.append(Example(ex.prompt + [{"role": "assistant", "content": best["text"]}], dict(ex.meta)))
             by_kind[ex.meta.get("kind")] += 1
-    return kept, {"prompts": len(scored), "kept": len(kept), "kept_by_kind": dict(by_kind)}
+            partial += best["reward"] < min_score
+    return kept, {"prompts": len(scored), "kept": len(kept), "kept_below_min_score": partial,
+                  "kept_by_kind": dict(by_kind)}
 
 
 def estimate_dead_groups(scored: list[dict], examples: list[Example], group_size: int,
