@@ -269,3 +269,27 @@ def test_best_of_n_keeps_perfect_answers_and_with_min_gain_the_better_partial_on
     scored[0]["answers"][0]["degenerate"] = "repetitive"  # never kept, whatever its reward
     kept, _ = best_of_n(exs, scored, min_score=1.0, min_gain=0.05)
     assert [k.messages[-1]["content"] for k in kept] == ["one", "perfect"]
+
+
+def test_best_of_n_repairs_only_prompts_with_nothing_kept_and_prefers_short_answers():
+    from tinylm.train.rollout import best_of_n
+
+    exs = [_ex("ends_with", []), _ex("title", []), _ex("ends_with", [])]
+
+    def a(text, r, ended=True, degenerate=None):
+        return {"text": text, "reward": r, "score": r, "degenerate": degenerate, "ended": ended}
+
+    scored = [{"example": 0, "answers": [a("a long story. ends badly.", 0.0), a("short. bad.", 0.0),
+                                         a("shortest", 0.0, ended=False)]},
+              {"example": 1, "answers": [a("Title", 1.0)]},
+              {"example": 2, "answers": [a("x", 0.0)]}]
+    seen = []
+
+    def repair(ex, text):
+        seen.append(text)
+        return None if text == "x" else text.replace("bad", "well")
+
+    kept, stats = best_of_n(exs, scored, min_score=1.0, repair=repair)
+    assert [k.messages[-1]["content"] for k in kept] == ["short. well.", "Title"]
+    assert "shortest" not in seen and "Title" not in seen  # never-ended answers and kept prompts are not edited
+    assert stats["repaired"] == 1 and stats["repaired_by_kind"] == {"ends_with": 1} and stats["kept"] == 2

@@ -7,7 +7,8 @@ from tinylm.data.sources import DataError
 from tinylm.tasks import get_task
 from tinylm.tasks.base import in_heldout
 from tinylm.tasks.conversations import Alpaca, JsonlConversations
-from tinylm.tasks.instructions import Instructions, check_constraints, make_examples, names_in, sentences
+from tinylm.tasks.instructions import (Instructions, check_constraints, make_examples, names_in, repair_response,
+                                       sentences)
 from tinylm.tasks.mixture import mixture_examples, parse_mixture
 
 STORY = ("Once upon a time, there was a little dog named Max. Max loved to play with his red ball in the garden. "
@@ -53,6 +54,22 @@ def test_partial_credit_and_per_constraint_detail():
                              {"type": "max_sentences", "n": 1}], "The ball hit the tree. Then it fell.")
     assert res.score == pytest.approx((0.5 + 0.0) / 2)
     assert [d["score"] for d in res.details] == [0.5, 0.0]
+
+
+def test_repair_makes_the_minimal_edit_that_passes_or_gives_up():
+    ends = [{"type": "ends_with", "text": "They were  happy."}]
+    story = "Tom had a red ball. He threw it high. It landed in a tree."
+    assert repair_response(ends, story) == "Tom had a red ball. He threw it high. They were happy."
+    assert repair_response(ends, "Tom had a ball. They were happy.") == "Tom had a ball. They were happy."  # passes as is
+    assert repair_response(ends, "Just one sentence.") is None  # nothing of the model's story would be left
+    most = [{"type": "max_sentences", "n": 2}, {"type": "mentions_any", "words": ["Tom"]}]
+    assert repair_response(most, story) == "Tom had a red ball. He threw it high."
+    assert repair_response(most, "A dog ran. It sat. It slept.") is None  # cut, it still never names Tom
+    assert repair_response([{"type": "include_words", "words": ["moon"]}], story) is None  # no mechanical edit
+    # a repaired answer always passes its checker
+    for cons in (ends, most):
+        fixed = repair_response(cons, story)
+        assert check_constraints(cons, fixed).score == 1.0
 
 
 def test_heldout_split_is_deterministic_by_key():

@@ -242,6 +242,7 @@ class RFTConfig:
     data_seed: int = 0  # must match the SFT data_seed so the held-out prompts stay held out
     min_score: float = 1.0  # keep a prompt's best answer only when it scores at least this (and is not degenerate)
     min_gain: float = 0.0  # also keep a best answer below min_score that beats its prompt's mean reward by this much (0 = off)
+    repair: bool = False  # where no answer passes, keep one edited to pass (ends_with: last sentence replaced; max_sentences: cut)
     guard: bool = True  # degenerate answers are never kept
     eval_prompts: int = 48  # held-out prompts scored (greedy) at each evaluation
     sampling: SamplingConfig = field(default_factory=SamplingConfig)  # on-policy sampling (see SamplingConfig flags)

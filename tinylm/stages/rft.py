@@ -20,7 +20,7 @@ from tinylm.runtime import Runtime, seed_everything
 from tinylm.tasks import get_task
 from tinylm.train.align import heldout_prompts, load_policy, make_eval_hook, write_summary
 from tinylm.train.loop import Trainer
-from tinylm.train.rollout import best_of_n, cached_samples, training_prompts
+from tinylm.train.rollout import best_of_n, cached_samples, reward, training_prompts
 
 
 def build(cfg: RFTConfig) -> tuple[Trainer, dict]:
@@ -35,7 +35,15 @@ def build(cfg: RFTConfig) -> tuple[Trainer, dict]:
     s = cfg.sampling
     examples, dropped = training_prompts(tok, task, s.kinds, s.prompts, T, cfg.data_seed)
     scored = cached_samples(run_dir / "onpolicy_samples.json", model, tok, task, examples, s, seed=tc.seed, guard=cfg.guard)
-    kept, stats = best_of_n(examples, scored, cfg.min_score, cfg.min_gain)
+
+    def fix(ex, text):  # an edited answer must pass the same checker and guard as a sampled one
+        text = task.repair(ex, text)
+        if text is None:
+            return None
+        r, _, why = reward(task, ex, text, cfg.guard)
+        return text if why is None and r >= cfg.min_score else None
+
+    kept, stats = best_of_n(examples, scored, cfg.min_score, cfg.min_gain, fix if cfg.repair else None)
     loader = ConversationLoader(tok, kept, tc.batch_size, T, seed=tc.seed, rank=rt.rank, world_size=rt.world_size,
                                 device=rt.device)
     data = {**stats, "prompts_dropped_too_long": dropped, "samples_per_prompt": s.samples,
@@ -47,7 +55,8 @@ def build(cfg: RFTConfig) -> tuple[Trainer, dict]:
         save_json({**run_config, "data": data, "base_checkpoint": str(ckpt)}, run_dir / "config.json")
         print(f"rft: kept {stats['kept']}/{stats['prompts']} prompts' best of {s.samples} answers "
               f"(score >= {cfg.min_score}" + (f", or {cfg.min_gain} above its prompt's mean: {stats['kept_below_min_score']}"
-                                                if cfg.min_gain > 0 else "") + f"); by kind {stats['kept_by_kind']}")
+                                                if cfg.min_gain > 0 else "") + f"); by kind {stats['kept_by_kind']}"
+              + (f"; {stats['repaired']} of them repaired (edited to pass): {stats['repaired_by_kind']}" if cfg.repair else ""))
     trainer = Trainer(rt, tc, model, loader, evaluate=evaluate if cfg.eval_prompts > 0 else None, run_config=run_config,
                       tokenizer_path=tok.path, tokenizer_sha256=tok.sha256)
     return trainer, data
@@ -58,7 +67,7 @@ def run(cfg: RFTConfig, resume: bool = False) -> dict:
     trainer, data = build(cfg)
     summary = trainer.fit(resume=resume)
     if trainer.rt.is_main:
-        hyper = {"min_score": cfg.min_score, "min_gain": cfg.min_gain, "lr": cfg.train.lr, "steps": cfg.train.max_steps,
+        hyper = {"min_score": cfg.min_score, "min_gain": cfg.min_gain, "repair": cfg.repair, "lr": cfg.train.lr, "steps": cfg.train.max_steps,
                  **{f"sampling.{k}": v for k, v in to_dict(cfg.sampling).items()}}
         summary = write_summary(cfg.train.run_dir, "rft", summary, data, hyper, t0)
         print(f"rft: done at step {summary['step']}; held-out score {summary.get('heldout_score', float('nan')):.3f}")

@@ -40,6 +40,11 @@ class Task:
     def check(self, example: Example, response: str) -> CheckResult:
         raise NotImplementedError(f"task {self.name} has no checker")
 
+    def repair(self, example: Example, response: str) -> str | None:
+        """A minimal edit of `response` that satisfies the example's constraints, or None where no
+        mechanical edit exists (the default). Used to build training answers, never to score."""
+        return None
+
 
 def in_heldout(key: str, seed: int, percent: float) -> bool:
     """Deterministic split: the same key always lands on the same side for a given seed, whatever

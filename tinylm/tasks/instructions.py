@@ -125,6 +125,24 @@ def _check_one(c: dict, response: str) -> float:
     raise ValueError(f"unknown constraint type {kind!r}")
 
 
+def repair_response(constraints: list[dict], response: str) -> str | None:
+    """The smallest edit of a model's answer that meets its constraints, where one is mechanical:
+    `ends_with` replaces the answer's last sentence by the required one (the story the model wrote,
+    ending as asked); `max_sentences` keeps the first n sentences. Other constraints (words to use,
+    a title) have no such edit. Returns the edited answer when every constraint then passes, else
+    None (an answer that already passes is returned unchanged)."""
+    text = response
+    for c in constraints:
+        sents = sentences(text)
+        if c["type"] == "ends_with" and not _check_one(c, text):
+            if len(sents) < 2:
+                return None
+            text = " ".join(sents[:-1] + [" ".join(c["text"].split())])
+        elif c["type"] == "max_sentences" and not _check_one(c, text):
+            text = " ".join(sents[: c["n"]])
+    return text if check_constraints(constraints, text).score == 1.0 else None
+
+
 def check_constraints(constraints: list[dict], response: str) -> CheckResult:
     details = [dict(c, score=_check_one(c, response)) for c in constraints]
     return CheckResult(sum(d["score"] for d in details) / len(details), details)
@@ -245,3 +263,6 @@ class Instructions(Task):
 
     def check(self, example: Example, response: str) -> CheckResult:
         return check_constraints(example.meta["constraints"], response)
+
+    def repair(self, example: Example, response: str) -> str | None:
+        return repair_response(example.meta["constraints"], response)

@@ -143,15 +143,21 @@ def onpolicy_pairs(examples: list[Example], scored: list[dict]) -> tuple[list[Pa
     return pairs, stats
 
 
-def best_of_n(examples: list[Example], scored: list[dict], min_score: float, min_gain: float = 0.0) -> tuple[list[Example], dict]:
+def best_of_n(examples: list[Example], scored: list[dict], min_score: float, min_gain: float = 0.0,
+              repair=None) -> tuple[list[Example], dict]:
     """Each prompt's best answer that ended with <|end|>, is not degenerate and scores at least
     `min_score`, as an SFT conversation (rejection-sampling fine-tuning, Llama 2 §3.2.3).
 
     min_gain > 0 also keeps a best answer below `min_score` when its reward beats the mean reward
     of its prompt's n answers by at least `min_gain` (a positive-advantage filter, as in filtered
     behaviour cloning and ReST, Gulcehre et al. 2023): where no answer is perfect (three given
-    words used, of which the model finds one or two), the better partial answer still teaches."""
-    kept, by_kind, partial = [], Counter(), 0
+    words used, of which the model finds one or two), the better partial answer still teaches.
+
+    repair(example, text) -> text | None: for a prompt with nothing kept, the first of its answers
+    (best reward first, then shortest: fewer sampled words, fewer slips) that a minimal edit makes pass, as verified by the caller's checker
+    (Task.repair: the story the model wrote, its ending replaced by the one asked for). Counted
+    apart ("repaired"): these answers are edited, not sampled."""
+    kept, by_kind, partial, repaired = [], Counter(), 0, Counter()
     for row in scored:
         ex = examples[row["example"]]
         mean = sum(a["reward"] for a in row["answers"]) / max(len(row["answers"]), 1)
@@ -162,8 +168,18 @@ def best_of_n(examples: list[Example], scored: list[dict], min_score: float, min
             kept.append(Example(ex.prompt + [{"role": "assistant", "content": best["text"]}], dict(ex.meta)))
             by_kind[ex.meta.get("kind")] += 1
             partial += best["reward"] < min_score
+        elif repair is not None:
+            for a in sorted(row["answers"], key=lambda a: (-a["reward"], len(a["text"]))):
+                if not a["ended"] or a["degenerate"]:
+                    continue
+                fixed = repair(ex, a["text"])
+                if fixed:
+                    kept.append(Example(ex.prompt + [{"role": "assistant", "content": fixed}], dict(ex.meta)))
+                    by_kind[ex.meta.get("kind")] += 1
+                    repaired[ex.meta.get("kind")] += 1
+                    break
     return kept, {"prompts": len(scored), "kept": len(kept), "kept_below_min_score": partial,
-                  "kept_by_kind": dict(by_kind)}
+                  "repaired": sum(repaired.values()), "repaired_by_kind": dict(repaired), "kept_by_kind": dict(by_kind)}
 
 
 def estimate_dead_groups(scored: list[dict], examples: list[Example], group_size: int,
