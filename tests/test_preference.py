@@ -293,3 +293,26 @@ def test_best_of_n_repairs_only_prompts_with_nothing_kept_and_prefers_short_answ
     assert [k.messages[-1]["content"] for k in kept] == ["short. well.", "Title"]
     assert "shortest" not in seen and "Title" not in seen  # never-ended answers and kept prompts are not edited
     assert stats["repaired"] == 1 and stats["repaired_by_kind"] == {"ends_with": 1} and stats["kept"] == 2
+
+
+def test_sampling_with_greedy_adds_the_greedy_answer_that_pairs_can_reject(tokenizer):
+    """greedy=True: K sampled answers as before plus one greedy answer per prompt (the answer a greedy
+    evaluation sees), marked; the sampled ones are unchanged by adding it."""
+    from tinylm.config import ModelConfig
+    from tinylm.model import GPT
+    from tinylm.sample import generate
+    from tinylm.chat import render_prompt
+    from tinylm.train.rollout import sample_and_score
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=tokenizer.vocab_size, seq_len=96, n_layer=1, n_head=2, n_kv_head=1, n_embd=16)).eval()
+    exs = [Example([{"role": "user", "content": f"Tell story {i}."}, {"role": "assistant", "content": "ref"}],
+                   {"kind": "title", "constraints": [{"type": "title"}]}) for i in range(3)]
+    plain = sample_and_score(model, tokenizer, _Checker(), exs, 3, 12, seed=1, guard=False, batch_prompts=2)
+    both = sample_and_score(model, tokenizer, _Checker(), exs, 3, 12, seed=1, guard=False, batch_prompts=2, greedy=True)
+    for p, b, ex in zip(plain, both, exs):
+        assert [a["text"] for a in b["answers"][:3]] == [a["text"] for a in p["answers"]]
+        assert [a["greedy"] for a in b["answers"]] == [False, False, False, True]
+        want = list(generate(model, render_prompt(tokenizer, ex.prompt), 12, temperature=0, stop_ids=(end_id(tokenizer),)))
+        want = want[:-1] if want and want[-1] == end_id(tokenizer) else want
+        assert b["answers"][3]["text"] == tokenizer.decode(want)

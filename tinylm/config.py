@@ -202,6 +202,7 @@ class SamplingConfig:
     max_new_tokens: int = 120  # answer length limit in tokens
     kinds: str = ""  # comma-separated instruction kinds to use ("" = all)
     compile: bool = False  # compiled decoding (pays off for long runs)
+    greedy: bool = False  # also decode each prompt greedily and rank that answer with the samples (DPO's rejected)
 
 
 @dataclass

@@ -96,10 +96,13 @@ def fitting_prompts(tok, examples: list[Example], seq_len: int, room: int = 16) 
 @torch.no_grad()
 def sample_and_score(model, tok, task, examples: list[Example], k: int, max_new_tokens: int, temperature: float = 1.0,
                      top_k: int = 0, seed: int = 0, guard: bool = True, compile: bool = False, progress=None,
-                     batch_prompts: int = 8) -> list[dict]:
-    """K answers per example: [{"example": i, "answers": [{"text", "reward", "score", "degenerate", "ended"}]}].
-    `batch_prompts` prompts are decoded together (sample_groups); example i's answers come from its
-    own generator (seed * 1_000_003 + i), so they do not depend on the batching."""
+                     batch_prompts: int = 8, greedy: bool = False) -> list[dict]:
+    """K answers per example: [{"example": i, "answers": [{"text", "reward", "score", "degenerate", "ended",
+    "greedy"}]}]. `batch_prompts` prompts are decoded together (sample_groups); example i's answers
+    come from its own generator (seed * 1_000_003 + i), so they do not depend on the batching.
+    greedy=True adds a (K+1)-th answer per example, decoded greedily ("greedy": true): the answer a
+    greedy evaluation will see, so that preference pairs can rank it (a small model's greedy answer
+    often loops without ever ending, where its sampled answers end)."""
     stop = end_id(tok)
     device = next(model.parameters()).device
     out = []
@@ -108,13 +111,16 @@ def sample_and_score(model, tok, task, examples: list[Example], k: int, max_new_
         prompts = [render_prompt(tok, examples[i].prompt) for i in chunk]
         gens = [torch.Generator(device=device).manual_seed(seed * 1_000_003 + i) for i in chunk]
         groups = sample_groups(model, prompts, k, max_new_tokens, stop, temperature, top_k, gens, compile)
+        if greedy:
+            modes = sample_groups(model, prompts, 1, max_new_tokens, stop, 0.0, 0, None, compile)
+            groups = [g + m for g, m in zip(groups, modes)]
         for i, group in zip(chunk, groups):
             answers = []
-            for toks in group:
+            for j, toks in enumerate(group):
                 ended = bool(toks) and toks[-1] == stop
                 text = tok.decode(toks[:-1] if ended else toks)
                 r, s, why = reward(task, examples[i], text, guard)
-                answers.append({"text": text, "reward": r, "score": s, "degenerate": why, "ended": ended})
+                answers.append({"text": text, "reward": r, "score": s, "degenerate": why, "ended": ended, "greedy": j == k})
             out.append({"example": i, "answers": answers})
         if progress is not None:
             progress(chunk[-1] + 1, len(examples))
@@ -371,7 +377,8 @@ def cached_samples(path, model, tok, task, examples: list[Example], sampling, se
 
     path = Path(path)
     key = {"n": len(examples), "samples": sampling.samples, "temperature": sampling.temperature, "top_k": sampling.top_k,
-           "max_new_tokens": sampling.max_new_tokens, "seed": seed, "guard": guard}
+           "max_new_tokens": sampling.max_new_tokens, "seed": seed, "guard": guard,
+           **({"greedy": True} if sampling.greedy else {})}
     if path.exists():
         saved = json.loads(path.read_text())
         if saved.get("key") == key:
@@ -389,7 +396,8 @@ def cached_samples(path, model, tok, task, examples: list[Example], sampling, se
 
     try:
         scored = sample_and_score(model, tok, task, examples, sampling.samples, sampling.max_new_tokens,
-                                  sampling.temperature, sampling.top_k, seed, guard, sampling.compile, progress)
+                                  sampling.temperature, sampling.top_k, seed, guard, sampling.compile, progress,
+                                  greedy=sampling.greedy)
     finally:
         pbar.close()
     print(f"sampled {sampling.samples} answers for each of {len(examples):,} prompts in "
