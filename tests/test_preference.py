@@ -316,3 +316,25 @@ def test_sampling_with_greedy_adds_the_greedy_answer_that_pairs_can_reject(token
         want = list(generate(model, render_prompt(tokenizer, ex.prompt), 12, temperature=0, stop_ids=(end_id(tokenizer),)))
         want = want[:-1] if want and want[-1] == end_id(tokenizer) else want
         assert b["answers"][3]["text"] == tokenizer.decode(want)
+
+
+def test_dpo_objective_with_nll_weight_adds_the_chosen_answers_nll_per_token():
+    """RPO: at policy == reference the DPO part is log 2, so the loss is log 2 + w * NLL(chosen)/token."""
+    from tinylm.config import ModelConfig
+    from tinylm.model import GPT
+    from tinylm.train.align import make_dpo_objective, sequence_logprobs
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=50, seq_len=16, n_layer=1, n_head=2, n_kv_head=1, n_embd=16))
+    x = torch.randint(0, 50, (4, 10))
+    y = x.roll(-1, 1).clone()
+    y[:, :4] = IGNORE_INDEX  # prompt positions
+    y[1, 8:] = IGNORE_INDEX  # a shorter chosen answer
+    with torch.no_grad():
+        ref = sequence_logprobs(model, x, y)
+    plain, _, s0 = make_dpo_objective(0.1)(model, (x, y, ref))
+    loss, _, s1 = make_dpo_objective(0.1, nll_weight=0.2)(model, (x, y, ref))
+    nll = -ref[:2].sum() / (y[:2] != IGNORE_INDEX).sum()
+    assert float(plain) == pytest.approx(math.log(2), abs=1e-6) and "nll_chosen" not in s0
+    assert float(loss) == pytest.approx(math.log(2) + 0.2 * float(nll), abs=1e-5)
+    assert float(s1["nll_chosen"]) == pytest.approx(float(nll), abs=1e-5)

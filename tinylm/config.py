@@ -256,6 +256,7 @@ class DPOConfig:
     reference: str = ""  # reference model ("" = checkpoint)
     pairs: str = "on-policy"  # on-policy | hh-rlhf[:SUBSET] | pairs:PATH | pairs-lenient:PATH
     beta: float = 0.1  # KL strength (Rafailov et al. 2023)
+    nll_weight: float = 0.0  # + this x the chosen answers' NLL per token (RPO; Llama 3 uses 0.2)
     ref_logprobs: str = "precompute"  # precompute (one pass before training) | online (reference forward per batch)
     task: str = "instructions"  # checkable task whose train split gives prompts and whose checker gives rewards
     data_seed: int = 0  # must match the SFT data_seed so the held-out prompts stay held out

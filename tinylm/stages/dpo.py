@@ -63,7 +63,7 @@ def build(cfg: DPOConfig) -> tuple[Trainer, dict]:
         save_json({**run_config, "data": data, "base_checkpoint": str(ckpt)}, run_dir / "config.json")
         print(f"dpo: from {ckpt}; {len(loader.rows):,} pairs (skipped {loader.skipped}); beta {cfg.beta}; "
               f"reference log-probs {cfg.ref_logprobs}")
-    objective = make_dpo_objective(cfg.beta, ref if cfg.ref_logprobs == "online" else None)
+    objective = make_dpo_objective(cfg.beta, ref if cfg.ref_logprobs == "online" else None, cfg.nll_weight)
     trainer = Trainer(rt, tc, model, loader, objective=objective, evaluate=evaluate if cfg.eval_prompts > 0 else None,
                       run_config=run_config, tokenizer_path=tok.path, tokenizer_sha256=tok.sha256)
     return trainer, data
@@ -74,7 +74,7 @@ def run(cfg: DPOConfig, resume: bool = False) -> dict:
     trainer, data = build(cfg)
     summary = trainer.fit(resume=resume)
     if trainer.rt.is_main:
-        hyper = {"beta": cfg.beta, "ref_logprobs": cfg.ref_logprobs, "lr": cfg.train.lr, "steps": cfg.train.max_steps,
+        hyper = {"beta": cfg.beta, "nll_weight": cfg.nll_weight, "ref_logprobs": cfg.ref_logprobs, "lr": cfg.train.lr, "steps": cfg.train.max_steps,
                  "batch_pairs": cfg.train.batch_size, **{f"sampling.{k}": v for k, v in to_dict(cfg.sampling).items()}}
         summary = write_summary(cfg.train.run_dir, "dpo", summary, data, hyper, t0)
         print(f"dpo: done at step {summary['step']}; held-out score {summary.get('heldout_score', float('nan')):.3f}")
