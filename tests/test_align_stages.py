@@ -215,3 +215,9 @@ def test_alignment_comparison_writes_every_metric(sft_run, tmp_path):
     assert g["greedy"]["n"] == 6 and 0 <= g["greedy"]["degenerate_rate"] <= 1 and g["sampled"]["by_kind"]
     assert g["kl_to_sft"]["n"] == 3 and saved["methods"]["sft"]["kl_to_sft"] is None
     assert g["run_summary"]["method"] == "grpo" and g["run_summary"]["load_average_1_5_15"]
+    # --reuse keeps an entry evaluated at the same checkpoint; a model not named keeps its entry
+    saved["methods"]["grpo"]["greedy"]["score"] = 123.0  # marker: reused entries are not re-evaluated
+    (tmp_path / "alignment.json").write_text(json.dumps(saved))
+    again = compare(str(sft_run), {}, str(tmp_path / "alignment.json"), n=6, task=TASK, kl_prompts=3, bpb_bytes=2000,
+                    reuse=True)
+    assert again["methods"]["grpo"]["greedy"]["score"] == 123.0 and again["methods"]["sft"] == saved["methods"]["sft"]

@@ -90,7 +90,10 @@ def evaluate_model(ckpt, sft_model, n: int = 300, data_seed: int = 0, kl_prompts
 
 
 def compare(sft: str, models: dict[str, str], out: str, n: int = 300, compile: bool = False, task: str = "instructions",
-            kl_prompts: int = 100, bpb_bytes: int = 0) -> dict:
+            kl_prompts: int = 100, bpb_bytes: int = 0, reuse: bool = False) -> dict:
+    """Evaluate SFT and each of `models` ({name: run or checkpoint}) into `out`, merged with what the
+    file already holds (models not named keep their entries). reuse=True keeps an entry whose
+    checkpoint is the one named instead of evaluating it again."""
     from tinylm.util import load_average
 
     sft_model = load_model(sft)[0]
@@ -104,6 +107,9 @@ def compare(sft: str, models: dict[str, str], out: str, n: int = 300, compile: b
                    "sft": str(find_checkpoint(sft))})
     methods = result.setdefault("methods", {})
     for name, path in {"sft": sft, **models}.items():
+        if reuse and methods.get(name, {}).get("checkpoint") == str(find_checkpoint(path)):
+            print(f"alignment: {name} already evaluated at {methods[name]['checkpoint']}; kept", flush=True)
+            continue
         print(f"alignment: evaluating {name} ({path})", flush=True)
         m = evaluate_model(path, sft_model if name != "sft" else None, n, kl_prompts=kl_prompts, bpb_bytes=bpb_bytes,
                            compile=compile, samples_out=out_path.parent / f"responses-{name}.json", task=task)
@@ -125,8 +131,9 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, default=300)
     p.add_argument("--compile", action="store_true", help="compiled decoding (faster after 12-25 s of compiling per shape)")
+    p.add_argument("--reuse", action="store_true", help="keep models already in --out at the same checkpoint")
     a = p.parse_args(argv)
-    compare(a.sft, dict(m.split("=", 1) for m in a.models), a.out, a.n, compile=a.compile)
+    compare(a.sft, dict(m.split("=", 1) for m in a.models), a.out, a.n, compile=a.compile, reuse=a.reuse)
 
 
 if __name__ == "__main__":
