@@ -97,7 +97,7 @@ def test_kill_and_resume_is_bitwise(method, sft_run, tmp_path):
 def test_dpo_starts_at_log2_and_its_reward_margin_grows(sft_run, tmp_path):
     _, cfg = configs(sft_run, tmp_path, steps=12)["dpo"]
     # batches of 8 pairs from ~20: every pair is seen several times in 12 steps
-    cfg = dataclasses.replace(cfg, beta=0.5, train=dataclasses.replace(cfg.train, lr=1e-4, warmup_steps=1, batch_size=8,
+    cfg = dataclasses.replace(cfg, beta=0.5, nll_weight=0.0, train=dataclasses.replace(cfg.train, lr=1e-4, warmup_steps=1, batch_size=8,
                                                                         total_batch_tokens=8 * 256))
     dpo.run(cfg)
     r = rows(tmp_path / "dpo")

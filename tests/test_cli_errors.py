@@ -313,15 +313,15 @@ def test_pipeline_stage_lists_agree_with_what_runs(tmp_path, corpus_dir, monkeyp
     from pathlib import Path
 
     import tinylm.cli as cli
-    from tinylm.stages import bpb, chat, eval as eval_stage, grpo, ifeval, prepare, pretrain as pre, report, sample, sft, tok_train
+    from tinylm.stages import bpb, chat, dpo, eval as eval_stage, ifeval, prepare, pretrain as pre, report, sample, sft, tok_train
 
     ran = []
     run = tmp_path / "run"
     for mod, name in ((tok_train, "tokenizer"), (prepare, "prepare"), (pre, "pretrain"), (bpb, "bpb"),
-                      (sample, "sample"), (sft, "sft"), (grpo, "align (+ ifeval)"), (report, "report")):
+                      (sample, "sample"), (sft, "sft"), (dpo, "align (+ ifeval)"), (report, "report")):
         monkeypatch.setattr(mod, "run", lambda *a, _n=name, **k: ran.append(_n))
     monkeypatch.setattr(eval_stage, "run", lambda cfg: ran.append("eval (sft)" if cfg.model.endswith("sft") else "eval (base)"))
-    monkeypatch.setattr(ifeval, "run", lambda cfg: None if cfg.checkpoint.endswith("grpo") else ran.append("ifeval (base, sft)"))
+    monkeypatch.setattr(ifeval, "run", lambda cfg: None if cfg.checkpoint.endswith("dpo") else ran.append("ifeval (base, sft)"))
     monkeypatch.setattr(chat, "generate_once", lambda cfg: ran.append("chat"))
     cli.run_pipeline(cli.C.PipelineConfig(run_dir=str(run), corpus=str(corpus_dir / "train.txt")))
     stages = [s for i, s in enumerate(ran) if i == 0 or ran[i - 1] != s]  # bpb, ifeval and chat run twice
