@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STAGES = ("sft", "rm", "rft", "dpo", "ppo", "grpo")  # later stages, in pipeline order
-STAGE_LABELS = {"base": "base", "sft": "SFT", "rm": "RM", "rft": "RFT", "dpo": "DPO", "ppo": "PPO", "grpo": "GRPO"}
+STAGE_LABELS = {"base": "base", "sft": "SFT", "rm": "RM", "rft": "RFT", "dpo": "DPO", "ppo": "PPO", "grpo": "GRPO",
+                # method names of alignment.json that are recipes, not stage directories
+                "rpo": "RPO (DPO + NLL)", "rft_rpo": "RFT then RPO"}
 
 
 @dataclass

@@ -20,13 +20,37 @@ from tinylm.report.sections_experiments import ablations_section, classify, scal
 from tinylm.report.sections_extra import limitations_section, reproducibility_section, sweeps_section
 from tinylm.report.sections_frame import conclusion, ifeval_change, introduction, references, related_work
 from tinylm.report.sections_samples import all_samples_md, samples_section
-from tinylm.report.sections_results import (alignment_section, evaluation_appendix, evaluation_section, primary,
+from tinylm.report.sections_results import (alignment_appendix, alignment_section, evaluation_appendix, evaluation_section, primary,
                                             sft_section)
 from tinylm.report.sections_data import data_section
 from tinylm.report.sections_setup import (Context, architecture_section, corpus_of, curves_section, hardware_text,
                                           pretrain_numbers, summary_table, training_section)
 
 HEADLINE_TASKS = ("wikitext", "blimp", "hellaswag", "arc-easy", "mmlu", "ifeval")
+
+
+def alignment_sentence(r) -> str:
+    """The best aligned model of alignment.json against SFT, with both intervals, whether they separate,
+    and the cost in TinyStories bits per byte; "" when the file is missing or malformed."""
+    try:
+        methods = r.alignment["methods"]
+        sft = methods["sft"]
+        rows = [(k, m) for k, m in methods.items() if k != "sft" and isinstance(m, dict) and isinstance(m.get("greedy"), dict)
+                and isinstance(m["greedy"].get("score"), (int, float)) and isinstance(m["greedy"].get("ci95"), (int, float))]
+        if not rows:
+            return ""
+        name, best = max(rows, key=lambda kv: kv[1]["greedy"]["score"])
+        b, s = best["greedy"], sft["greedy"]
+        resolved = b["score"] - b["ci95"] > s["score"] + s["ci95"]
+        bpb = ""
+        if isinstance(best.get("bpb_tinystories"), (int, float)) and isinstance(sft.get("bpb_tinystories"), (int, float)):
+            bpb = (f", while TinyStories bits per byte go from {ffloat(sft['bpb_tinystories'], 3)} to "
+                   f"{ffloat(best['bpb_tinystories'], 3)}")
+        return (f" Of {len(rows)} alignment methods scored on the same held-out instructions, {r.label(name)} does best: "
+                f"greedy constraint satisfaction {fci(b['score'], b['ci95'])} against {fci(s['score'], s['ci95'])} after SFT"
+                f" ({'the intervals separate' if resolved else 'the intervals overlap'}){bpb}.")
+    except (TypeError, KeyError, AttributeError):
+        return ""
 
 
 def abstract(ctx: Context) -> str:
@@ -61,9 +85,10 @@ def abstract(ctx: Context) -> str:
                               "worse": f" Constraint satisfaction on held-out instructions falls from {pair}"}.get(
                     v, f" Constraint satisfaction on held-out instructions goes from {pair}; the intervals overlap, so "
                        "no gain is claimed") + (f"; kinds that got worse: {'; '.join(worse)}." if worse else "."))
-        aligned = [s for s in ("rm", "dpo", "ppo", "grpo") if s in r.stages]
+        aligned = [s for s in ("rm", "rft", "dpo", "ppo", "grpo") if s in r.stages]
         if aligned:
             parts.append(f" Alignment stages: {', '.join(a.upper() for a in aligned)}.")
+        parts.append(alignment_sentence(r))
     if ctx.trained[:1] == ctx.runs[:1]:
         if ctx.runs[1:]:
             parts.append(f" It is compared with {', '.join(r.name for r in ctx.runs[1:])} and with published small "
@@ -184,9 +209,12 @@ def build_document(run_dirs, fig_dir: Path, cost: CostAssumptions | None = None,
     ]
     sections = [_guarded(title, fn, sweep_log) for title, fn in builders]
     sections.append(references())
-    appendix = [_guarded("Evaluation protocols", lambda: evaluation_appendix(ctx), sweep_log),
-                _guarded("Other sweeps", lambda: sweeps_section(ctx, sweep_objs), sweep_log),
-                _guarded("Reproducibility: commands and files", lambda: reproducibility_section(ctx, [sweep_log]), None)]
+    appendix = [_guarded("Evaluation protocols", lambda: evaluation_appendix(ctx), sweep_log)]
+    details = _guarded("Alignment stages in detail", lambda: alignment_appendix(ctx) or Section("-"), sweep_log)
+    if details.title != "-":
+        appendix.append(details)
+    appendix += [_guarded("Other sweeps", lambda: sweeps_section(ctx, sweep_objs), sweep_log),
+                 _guarded("Reproducibility: commands and files", lambda: reproducibility_section(ctx, [sweep_log]), None)]
     files = {}
     try:
         files["samples_all.md"] = all_samples_md(ctx)

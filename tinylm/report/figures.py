@@ -132,12 +132,15 @@ def grouped_bars(groups: list[str], bars: dict[str, list[float]], path: Path, yl
     for i, (g, c) in enumerate(marked):
         ax.hlines(c, g - 0.45, g + 0.45, colors="black", lw=1.2, label="chance" if i == 0 else None)
     ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels(groups, rotation=20 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center")
+    crowded = len(groups) > 6 or sum(len(g) for g in groups) > 45  # labels that would run into each other
+    ax.set_xticklabels(groups, rotation=20 if crowded else 0, ha="right" if crowded else "center")
     ax.set_ylabel(ylabel)
     if ylim:
         ax.set_ylim(*ylim)
-    ax.legend(ncols=min(len(bars) + (1 if chance else 0), 5), loc="lower center", bbox_to_anchor=(0.5, 1.0),
-              frameon=False)
+    entries = len(bars) + (1 if chance else 0)
+    ncols = entries if entries <= 4 else (entries + 1) // 2  # long model names: two legend rows, not one overflowing
+    ax.legend(ncols=ncols, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False,
+              fontsize="small" if entries > 4 else None)
     return _save(fig, path)
 
 

@@ -11,7 +11,7 @@ tinylm.eval/1) of the run and of each stage, and `bpb-*.json`.
 from __future__ import annotations
 
 from tinylm.report import figures
-from tinylm.report.artifacts import Run, Stage
+from tinylm.report.artifacts import STAGE_LABELS, Run, Stage
 from tinylm.report.document import (Bullets, Figure, Missing, Paragraph, Section, Table, Verbatim, fbytes, fci, ffloat,
                                     fint, fpct, slug)
 from tinylm.report.sections_setup import Context, last_row, missing, rel
@@ -177,6 +177,15 @@ def sft_section(ctx: Context) -> Section:
     return s
 
 
+def alignment_appendix(ctx: Context) -> Section | None:
+    """The per-stage subsections that alignment_section moved out of the body; None when there are none."""
+    s = Section("Alignment stages in detail")
+    for run in ctx.trained:
+        if _details_in_appendix(run):
+            s.subsections += [stage_subsection(ctx, run, run.stages[n]) for n in ALIGN_STAGES if n in run.stages]
+    return s if s.subsections else None
+
+
 # --------------------------------------------------------------------------- alignment
 
 def _scalars(d: dict, prefix: str = "") -> list[tuple[str, object]]:
@@ -307,6 +316,12 @@ def alignment_comparison(ctx: Context, run: Run) -> list:
     return blocks
 
 
+def _details_in_appendix(run) -> bool:
+    """A run whose alignment.json compares the methods gets that comparison in the body and each
+    stage's recipe and curves in the appendix (the body stays short enough to read)."""
+    return isinstance(run.alignment, dict) and isinstance(run.alignment.get("methods"), dict)
+
+
 def alignment_section(ctx: Context) -> Section:
     s = Section("Alignment")
     for run in ctx.trained:
@@ -314,8 +329,12 @@ def alignment_section(ctx: Context) -> Section:
         present = [run.stages[n] for n in ALIGN_STAGES if n in run.stages]
         if not present:
             s.add(missing(run, "rm/, dpo/, ppo/ or grpo/ directory"))
-        for st in present:
-            s.subsections.append(stage_subsection(ctx, run, st))
+        elif _details_in_appendix(run):
+            s.add(Paragraph(f"Each stage's data, hyperparameters and training curves ({', '.join(STAGE_LABELS.get(st.name, st.name) for st in present)}) "
+                            "are in the appendix, Alignment stages in detail."))
+        else:
+            for st in present:
+                s.subsections.append(stage_subsection(ctx, run, st))
         after = [n for n in run.ifeval if any(n.startswith(a) for a in ALIGN_STAGES)]
         if after:
             s.add(Paragraph(f"Before/after constraint satisfaction of the aligned models is in the instruction-tuning "
