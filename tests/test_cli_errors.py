@@ -64,6 +64,9 @@ USAGE_ERRORS = [
     (["pipeline", "--preset", "2m"], "--preset must be one of 300k, 1m, 3m, 10m, 30m"),
     (["pipeline", "--sft_steps", "-1"], "--sft_steps must be >= 0"),
     (["sft", "--heldout_percent", "100"], "--heldout_percent must be in"),
+    (["dpo", "--nll_weight", "-1"], "--nll_weight must be >= 0.0, got -1.0"),
+    (["rft", "--min_gain", "-0.5"], "--min_gain must be in [0.0, 1.0], got -0.5"),
+    (["rft", "--repair", "maybe"], "expected a boolean, got 'maybe'"),
     (["generate"], "generate needs --prompt"),
     (["sample", "--promt", "x"], "did you mean --prompt?"),
 ]
@@ -352,3 +355,17 @@ def test_make_test_installs_every_optional_extra():
     excused = set(re.search(r"^NOT_IN_CI := (.+)$", make, re.M).group(1).split(","))  # each with its reason
     assert extras <= installed | excused and not installed & excused
     assert re.search(r"^test: \$\(VENV\)/\.installed-all", make, re.M)
+
+
+def test_alignment_comparison_entry_point_errors_are_one_line(tmp_path, capsys):
+    """python -m tinylm.eval.alignment keeps tinylm's error contract: a missing checkpoint is one line, status 1;
+    a malformed --models entry is a usage error."""
+    from tinylm.eval.alignment import main as alignment_main
+
+    rc = alignment_main(["--sft", str(tmp_path / "nope"), "--out", str(tmp_path / "a.json"), "--reuse"])
+    err = capsys.readouterr().err
+    assert rc == 1 and one_error_line(err).startswith("error:") and "nope" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as e:
+        alignment_main(["--sft", str(tmp_path), "--out", str(tmp_path / "a.json"), "--models", "rpo"])
+    assert e.value.code == 2 and "--models takes NAME=RUN pairs, got rpo" in capsys.readouterr().err
+    assert not (tmp_path / "a.json").exists()

@@ -331,10 +331,16 @@ def _debug() -> bool:
 def main(argv=None) -> int:
     """Run one subcommand. Bad input of any kind ends in one line `error: ...` on stderr and exit
     status 1 (usage errors: the subcommand's usage and status 2); TINYLM_DEBUG=1 re-raises instead."""
+    return one_line_errors(_main, argv)
+
+
+def one_line_errors(fn, *args) -> int:
+    """fn(*args) with main's error contract: its return value, or one `error:` line and status 1
+    (130 on Ctrl-C); TINYLM_DEBUG=1 re-raises. Module entry points (python -m tinylm.eval.alignment) use it too."""
     from safetensors import SafetensorError
 
     try:
-        return _main(argv)
+        return fn(*args)
     except KeyboardInterrupt:
         if _debug():
             raise

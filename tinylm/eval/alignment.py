@@ -124,8 +124,9 @@ def compare(sft: str, models: dict[str, str], out: str, n: int = 300, compile: b
     return result
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description="SFT vs aligned models on the held-out checkable instructions")
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tinylm.eval.alignment",
+                                description="SFT vs aligned models on the held-out checkable instructions")
     p.add_argument("--sft", required=True)
     p.add_argument("--models", nargs="*", default=[], metavar="NAME=RUN")
     p.add_argument("--out", required=True)
@@ -133,8 +134,14 @@ def main(argv=None) -> None:
     p.add_argument("--compile", action="store_true", help="compiled decoding (faster after 12-25 s of compiling per shape)")
     p.add_argument("--reuse", action="store_true", help="keep models already in --out at the same checkpoint")
     a = p.parse_args(argv)
-    compare(a.sft, dict(m.split("=", 1) for m in a.models), a.out, a.n, compile=a.compile, reuse=a.reuse)
+    bad = [m for m in a.models if "=" not in m]
+    if bad:
+        p.error(f"--models takes NAME=RUN pairs, got {', '.join(bad)}")
+    from tinylm.cli import one_line_errors
+
+    return one_line_errors(lambda: compare(a.sft, dict(m.split("=", 1) for m in a.models), a.out, a.n,
+                                           compile=a.compile, reuse=a.reuse) and 0)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
