@@ -369,3 +369,28 @@ def test_alignment_comparison_entry_point_errors_are_one_line(tmp_path, capsys):
         alignment_main(["--sft", str(tmp_path), "--out", str(tmp_path / "a.json"), "--models", "rpo"])
     assert e.value.code == 2 and "--models takes NAME=RUN pairs, got rpo" in capsys.readouterr().err
     assert not (tmp_path / "a.json").exists()
+
+
+def test_pipeline_goes_on_to_the_report_when_alignment_finds_no_preference_pairs(tmp_path, corpus_dir, monkeypatch, capsys):
+    """A model whose sampled answers all tie gives DPO nothing to prefer: the pipeline says so in one line
+    and still writes the report and chats with the SFT model."""
+    import tinylm.cli as cli
+    from tinylm.data.preference import TooFewPairsError
+    from tinylm.stages import bpb, chat, dpo, eval as eval_stage, ifeval, prepare, pretrain as pre, report, sample, sft, tok_train
+
+    ran = []
+    for mod, name in ((tok_train, "tokenizer"), (prepare, "prepare"), (pre, "pretrain"), (bpb, "bpb"),
+                      (sample, "sample"), (sft, "sft"), (report, "report"), (ifeval, "ifeval")):
+        monkeypatch.setattr(mod, "run", lambda *a, _n=name, **k: ran.append(_n))
+    monkeypatch.setattr(eval_stage, "run", lambda cfg: ran.append("eval"))
+
+    def no_pairs(*a, **k):
+        raise TooFewPairsError("0 usable preference pairs (skipped: {}), fewer than 1 batch(es) of 16")
+
+    monkeypatch.setattr(dpo, "run", no_pairs)
+    chats = []
+    monkeypatch.setattr(chat, "generate_once", lambda cfg: chats.append(cfg.checkpoint))
+    cli.run_pipeline(cli.C.PipelineConfig(run_dir=str(tmp_path / "run"), corpus=str(corpus_dir / "train.txt")))
+    out = capsys.readouterr().out
+    assert "align (dpo): skipped, 0 usable preference pairs" in out and "report" in ran
+    assert chats and all(c.endswith("sft") for c in chats)

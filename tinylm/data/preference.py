@@ -38,6 +38,10 @@ from tinylm.train.objectives import IGNORE_INDEX
 HH_SUBSETS = ("helpful-base", "harmless-base", "helpful-online", "helpful-rejection-sampled")
 
 
+class TooFewPairsError(DataError):
+    """Not enough usable pairs for one batch (e.g. every on-policy answer tied: nothing to prefer)."""
+
+
 @dataclass
 class Pair:
     prompt: list[dict]  # messages, ending with a user turn
@@ -227,8 +231,8 @@ class PairLoader:
                 continue
             self.rows.append((c, r))
         if len(self.rows) < batch_size * world_size * min_batches:
-            raise DataError(f"{len(self.rows)} usable preference pairs (skipped: {self.skipped}), fewer than "
-                            f"{min_batches} batch(es) of {batch_size * world_size}")
+            raise TooFewPairsError(f"{len(self.rows)} usable preference pairs (skipped: {self.skipped}), fewer than "
+                                   f"{min_batches} batch(es) of {batch_size * world_size}")
         self.ref: torch.Tensor | None = None  # (n_rows, 2) reference log-probs, when precomputed
         self.epoch, self.cursor = 0, 0
         self._order = self._epoch_order(0)
