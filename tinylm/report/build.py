@@ -21,8 +21,8 @@ from tinylm.report.sections_extra import limitations_section, reproducibility_se
 from tinylm.report.sections_frame import conclusion, ifeval_change, introduction, references, related_work
 from tinylm.report.sections_samples import all_samples_md, samples_section
 from tinylm.report.sections_results import (alignment_appendix, alignment_section, evaluation_appendix, evaluation_section, primary,
-                                            sft_section)
-from tinylm.report.sections_data import data_section
+                                            sft_examples_appendix, sft_section)
+from tinylm.report.sections_data import data_appendix, data_section
 from tinylm.report.sections_setup import (Context, architecture_section, corpus_of, curves_section, hardware_text,
                                           pretrain_numbers, summary_table, training_section)
 
@@ -209,10 +209,13 @@ def build_document(run_dirs, fig_dir: Path, cost: CostAssumptions | None = None,
     ]
     sections = [_guarded(title, fn, sweep_log) for title, fn in builders]
     sections.append(references())
-    appendix = [_guarded("Evaluation protocols", lambda: evaluation_appendix(ctx), sweep_log)]
-    details = _guarded("Alignment stages in detail", lambda: alignment_appendix(ctx) or Section("-"), sweep_log)
-    if details.title != "-":
-        appendix.append(details)
+    appendix = [_guarded("Pretraining data in detail", lambda: data_appendix(ctx), sweep_log)]
+    for title, fn in (("Instruction data in detail", sft_examples_appendix),
+                      ("Alignment stages in detail", alignment_appendix)):
+        details = _guarded(title, lambda fn=fn: fn(ctx) or Section("-"), sweep_log)
+        if details.title != "-":
+            appendix.append(details)
+    appendix.append(_guarded("Evaluation protocols", lambda: evaluation_appendix(ctx), sweep_log))
     appendix += [_guarded("Other sweeps", lambda: sweeps_section(ctx, sweep_objs), sweep_log),
                  _guarded("Reproducibility: commands and files", lambda: reproducibility_section(ctx, [sweep_log]), None)]
     files = {}

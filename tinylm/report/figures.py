@@ -44,7 +44,7 @@ def loss_curves(runs: dict[str, list[dict]], path: Path, val_key: str = "val_bpb
     """2 x 2: training loss and validation metric, against tokens and against wall-clock minutes."""
     if not any(series(rows, "tokens", "loss")[0] or series(rows, "tokens", val_key)[0] for rows in runs.values()):
         return None
-    fig, axes = plt.subplots(2, 2, figsize=(6.4, 4.6))
+    fig, axes = plt.subplots(2, 2, figsize=(6.4, 4.0))
     panels = [(0, "loss", "training loss (nats/token)"), (1, val_key, val_label)]
     for row_i, key, label in panels:
         for col, (x, scale, xlabel) in enumerate((("tokens", 1e6, "tokens (millions)"),

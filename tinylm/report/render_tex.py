@@ -79,7 +79,8 @@ PREAMBLE = r"""\documentclass[10pt,letterpaper]{article}
 \usepackage[font=small,labelfont=bf,skip=4pt]{caption}
 \usepackage{microtype}
 \usepackage[hidelinks]{hyperref}
-\IfFileExists{placeins.sty}{\usepackage[section]{placeins}}{}  % floats stay in their section (texlive-latex-extra)
+% no placeins: its barrier at every section left most of a page blank whenever a section opened with a
+% figure that did not fit below the previous section's last float (the appendix starts with \clearpage)
 \renewcommand{\topfraction}{0.9}\renewcommand{\bottomfraction}{0.8}\renewcommand{\textfraction}{0.07}
 \renewcommand{\floatpagefraction}{0.75}\setcounter{topnumber}{3}\setcounter{totalnumber}{5}
 \setlength{\parindent}{0pt}
@@ -151,7 +152,7 @@ def _figure(f: Figure, out_dir: Path) -> str:
     rel = Path(os.path.relpath(f.path, out_dir)).as_posix()
     frac = min(0.9, 0.85 * _png_inches(Path(f.path)) / 6.4)  # 6.4 in of figure ~ 85% of the text width
     src = f" Source: {_text(f.source)}." if f.source else ""
-    return (f"\\begin{{figure}}[!htbp]\n\\centering\n\\includegraphics[width={frac:.2f}\\linewidth,height=0.42\\textheight,"
+    return (f"\\begin{{figure}}[!htbp]\n\\centering\n\\includegraphics[width={frac:.2f}\\linewidth,height=0.34\\textheight,"
             f"keepaspectratio]{{{rel}}}\n\\caption{{{_text(f.caption)}{src}}}\n\\end{{figure}}\n")
 
 

@@ -238,16 +238,27 @@ def bpt_table(run: Run, ds: dict | None) -> Table | None:
                  source="data_stats.json; " + rel(run.eval_path) if run.eval_path else "data_stats.json")
 
 
+def _corpus_info(run: Run):
+    p = run.prepare
+    corpus = str(p.get("source", "?"))
+    paths = corpus_paths(run)
+    md_path, md = sources_md(corpus)
+    return corpus, paths, md_path, md
+
+
+def _data_stats(ctx: Context, run: Run) -> dict | None:
+    return ctx.data_stats.get(run.name) if isinstance(getattr(ctx, "data_stats", None), dict) else None
+
+
 def data_section(ctx: Context) -> Section:
+    """The body's data section (Llama 1, section 2.1): what the corpus is, the data table, the document
+    lengths and the contamination check. Cleaning, an excerpt and the tokenizer go to `data_appendix`."""
     s = Section("Pretraining data")
     for run in ctx.trained or ctx.runs:
-        p, t = run.prepare, run.tokenizer
-        if not p:
+        if not run.prepare:
             s.add(missing(run, "prepare.json (or data/prepare.json)"))
             continue
-        corpus = str(p.get("source", "?"))
-        paths = corpus_paths(run)
-        md_path, md = sources_md(corpus)
+        corpus, paths, md_path, md = _corpus_info(run)
         lic, lic_src = licence_of(corpus, md, paths)
         about = ""
         try:
@@ -258,11 +269,44 @@ def data_section(ctx: Context) -> Section:
             pass
         s.add(Paragraph(f"{run.name} is pretrained on `{corpus}`" + (f": {about}" if about else ".")
                         + " The text is tokenized once into flat token shards; the held-out split is whole documents "
-                          "that pretraining never reads, and its bits per byte is the validation curve."))
+                          "that pretraining never reads, and its bits per byte is the validation curve. Cleaning, an "
+                          "excerpt and the tokenizer are in the appendix, Pretraining data in detail."))
         table = data_table(run, lic, lic_src)
         if table:
             s.add(table)
         s.add(Paragraph(shard_check(run)))
+        ds = _data_stats(ctx, run)
+        if not ds:
+            s.add(Missing(f"Not available: document lengths and contamination need the corpus text, which is "
+                          f"not readable here, and {rel(run.dir / 'data_stats.json')} does not exist."))
+            continue
+        tr, va = ds.get("train") or {}, ds.get("valid") or {}
+        lengths, vlengths = tr.get("doc_bytes") or [], va.get("doc_bytes") or []
+        f = figures.histogram({"training": lengths, "held out": vlengths},
+                              ctx.fig_dir / f"doc_lengths_{slug(run.name)}.png", "document length (bytes, log scale)")
+        if f and lengths:
+            cap = (f"Document lengths of `{corpus}`: training {_dist(lengths)}"
+                   + (f"; held out {_dist(vlengths)}" if len(vlengths) >= 2 else "")
+                   + ". Whole books are far longer than the 256-token context, so the model sees windows of them.")
+            s.add(Figure(f, cap, "data_stats.json"))
+        ct, reading = contamination_table(ds)
+        if ct:
+            s.add(ct, Bullets(reading))
+        elif reading:
+            s.add(Bullets(reading))
+    return s
+
+
+def data_appendix(ctx: Context) -> Section:
+    """Pretraining data in detail: cleaning and held-out policy, an excerpt, the tokenizer, and its
+    bytes per token on every evaluation text."""
+    s = Section("Pretraining data in detail")
+    for run in ctx.trained or ctx.runs:
+        if not run.prepare:
+            continue
+        corpus, paths, md_path, md = _corpus_info(run)
+        sub = Section(f"{run.name}: `{corpus}`")
+        s.subsections.append(sub)
         steps = cleaning_steps(corpus_block(md, paths)) if md else []
         policy = ["tinylm's `prepare` reads documents separated by `<|endoftext|>` lines, counts (never drops silently) "
                   "bytes that are not UTF-8, turns CRLF into LF, and writes every document after an `<|endoftext|>` "
@@ -271,41 +315,26 @@ def data_section(ctx: Context) -> Section:
             policy += [f"Upstream ({rel(md_path)}): {x}" for x in steps]
         else:
             policy.append("No provenance record (SOURCES.md) was found in the data directory to describe upstream cleaning.")
-        s.add(Paragraph("Cleaning and held-out policy:"), Bullets(policy))
-        ds = ctx.data_stats.get(run.name) if isinstance(getattr(ctx, "data_stats", None), dict) else None
-        if not ds:
-            s.add(Missing(f"Not available: document lengths, excerpt and contamination need the corpus text, which is "
-                          f"not readable here, and {rel(run.dir / 'data_stats.json')} does not exist."))
-        else:
-            tr, va = ds.get("train") or {}, ds.get("valid") or {}
-            lengths, vlengths = tr.get("doc_bytes") or [], va.get("doc_bytes") or []
-            f = figures.histogram({"training": lengths, "held out": vlengths},
-                                  ctx.fig_dir / f"doc_lengths_{slug(run.name)}.png", "document length (bytes, log scale)")
-            if f and lengths:
-                cap = (f"Document lengths of `{corpus}`: training {_dist(lengths)}"
-                       + (f"; held out {_dist(vlengths)}" if len(vlengths) >= 2 else "")
-                       + ". Whole books are far longer than the 256-token context, so the model sees windows of them.")
-                s.add(Figure(f, cap, "data_stats.json"))
+        sub.add(Paragraph("Cleaning and held-out policy:"), Bullets(policy))
+        ds = _data_stats(ctx, run)
+        if ds:
+            tr = ds.get("train") or {}
             if tr.get("excerpt"):
-                s.add(Verbatim(tr["excerpt"], f"Excerpt of `{corpus}` (first prose paragraph of the first training document)"))
+                sub.add(Verbatim(tr["excerpt"], f"Excerpt of `{corpus}` (first prose paragraph of the first training document)"))
             bt = bpt_table(run, ds)
             if bt:
-                s.add(bt)
-            ct, reading = contamination_table(ds)
-            if ct:
-                s.add(ct, Bullets(reading))
-            elif reading:
-                s.add(Bullets(reading))
+                sub.add(bt)
             if ds.get("seconds") is not None:
-                s.add(Paragraph(f"These statistics took {ds['seconds']} s to compute (load average "
-                                f"{', '.join(str(x) for x in ds.get('loadavg') or [])} when done) and are cached in "
-                                f"{rel(run.dir / 'data_stats.json')}."))
+                sub.add(Paragraph(f"These statistics took {ds['seconds']} s to compute (load average "
+                                  f"{', '.join(str(x) for x in ds.get('loadavg') or [])} when done) and are cached in "
+                                  f"{rel(run.dir / 'data_stats.json')}."))
+        t = run.tokenizer
         if not t:
-            s.add(missing(run, "tokenizer.meta.json"))
+            sub.add(missing(run, "tokenizer.meta.json"))
         else:
             trained_on = t.get("trained_on") or {}
             valid = t.get("valid") or {}
-            s.add(Table(["tokenizer", "value"], [
+            sub.add(Table(["tokenizer", "value"], [
                 ["type", "byte-level BPE (Hugging Face tokenizers)"],
                 ["vocabulary", fint(t.get("vocab_size"))],
                 ["trained on", f"{fint(trained_on.get('bytes'))} bytes, {fint(trained_on.get('documents'))} documents "

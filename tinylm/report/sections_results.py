@@ -80,17 +80,14 @@ def sft_data_subsection(ctx: Context, run: Run, st: Stage, mixture: str) -> Sect
         about = TASK_ABOUT.get(n, f"`{n}`: conversations from a JSONL file given by the user.")
         sub.add(Paragraph(about))
     if sd and sd.get("tasks"):
-        rows, examples = [], []
+        rows = []
         for t in sd["tasks"]:
             for kind, count in sorted(t.get("kinds", {}).items()):
                 rows.append([t["task"], kind, fint(count)])
-                ex = (t.get("example") or {}).get(kind)
-                if ex:
-                    examples.append(Verbatim(f"user: {clip(ex.get('user', ''), 300)}\nassistant: "
-                                             f"{clip(ex.get('assistant', ''), 200)}", f"{t['task']} / {kind}: first training example"))
         sub.add(Table(["task", "kind", "training examples"], rows, align="llr",
-                      caption=f"The SFT pool of {run.name} by task and kind (before the mixture's weights draw from it).",
-                      source=rel(st.dir / "data_stats.json")), *examples)
+                      caption=f"The SFT pool of {run.name} by task and kind (before the mixture's weights draw from it); "
+                              "one training example of each kind is in the appendix, Instruction data in detail.",
+                      source=rel(st.dir / "data_stats.json")))
         return sub
     kinds = {}
     for name, d in run.ifeval.items():
@@ -109,6 +106,24 @@ def sft_data_subsection(ctx: Context, run: Run, st: Stage, mixture: str) -> Sect
         sub.add(Missing(f"Not available: per-kind counts and examples need the task data or "
                         f"{rel(st.dir / 'data_stats.json')}."))
     return sub
+
+
+def sft_examples_appendix(ctx: Context) -> Section | None:
+    """Instruction data in detail: the first training example of every task and kind (None when no run
+    has SFT data statistics)."""
+    s = Section("Instruction data in detail")
+    for run in ctx.trained:
+        st = run.stages.get("sft")
+        sd = (ctx.sft_data or {}).get(run.name) if isinstance(getattr(ctx, "sft_data", None), dict) else None
+        if st is None or not sd or not sd.get("tasks"):
+            continue
+        for t in sd["tasks"]:
+            for kind, _ in sorted(t.get("kinds", {}).items()):
+                ex = (t.get("example") or {}).get(kind)
+                if ex:
+                    s.add(Verbatim(f"user: {clip(ex.get('user', ''), 300)}\nassistant: {clip(ex.get('assistant', ''), 200)}",
+                                   f"{run.name}, {t['task']} / {kind}: first training example"))
+    return s if s.blocks else None
 
 
 def clip(text: str, n: int) -> str:
