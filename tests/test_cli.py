@@ -100,6 +100,10 @@ def test_pipeline_end_to_end_and_sigkill_resume(corpus_dir, tmp_path):
         return [json.loads(x)["loss"] for x in (d / "metrics.jsonl").read_text().splitlines()]
 
     assert len(losses(tmp_path / "full")) == 300
+    # the default recipe (bench/results/time_to_quality.json): Muon and warmup-stable-decay, and the
+    # kill/resume above is exact with Muon's momentum buffers in the checkpoint
+    train = json.loads((tmp_path / "full" / "config.json").read_text())["config"]["train"]
+    assert (train["optimizer"], train["schedule"]) == ("muon", "wsd")
     assert losses(killed) == losses(tmp_path / "full")
     out = subprocess.run(_cli("sample", "--checkpoint", str(killed), "--prompt", "Once upon", "--max_new_tokens",
                               "20", "--temperature", "0", cwd=tmp_path), check=True, env=env, cwd=tmp_path,

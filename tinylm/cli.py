@@ -552,8 +552,8 @@ def run_pipeline(p: C.PipelineConfig) -> None:
     if not (data / "prepare.json").exists():
         prepare.run(C.PrepareConfig(corpus=p.corpus, tokenizer=str(tok_path), out=str(data),
                                     max_train_bytes=p.max_train_bytes))
-    train = C.TrainConfig(run_dir=str(run), data=str(data), max_steps=p.max_steps, device=p.device, compile=p.compile,
-                          tracker=p.tracker)
+    train = dataclasses.replace(C.PretrainConfig().train, run_dir=str(run), data=str(data), max_steps=p.max_steps,
+                                device=p.device, compile=p.compile, tracker=p.tracker)
     pretrain.run(C.PretrainConfig(model=C.model_preset(p.preset), train=train), resume=True)
     for text in ("gutenberg-children", "tinystories"):
         out = run / f"bpb-{text}.json"
