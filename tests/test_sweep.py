@@ -124,3 +124,40 @@ def test_ablation_table_formats_deltas_with_spread():
                                    "delta_std": 0.005, "n_paired": 2, "wall_s_mean": 12.0}}}
     text = sweep.format_ablation(table)
     assert "| muon | 2 | 2.4000 ± 0.0200 | -0.1000 ± 0.0050 | 12.0 |" in text
+
+
+def test_equal_wallclock_gives_each_variant_the_steps_its_throughput_buys(tiny_model_cfg, tiny_train_cfg, tmp_path):
+    """Baseline 8 steps at 1000 tok/s; a variant half as fast gets 4 steps, one with twice the tokens
+    per step at the same speed gets 4, a faster one 12. The measurement is cached: resuming in
+    another sitting plans the same steps without measuring again."""
+    spec = spec_for(tiny_model_cfg, tiny_train_cfg, seeds=[1, 2], match="wallclock",
+                    variants=sweep.parse_variants(["slow:model.mlp=gelu", "big:train.total_batch_tokens=256",
+                                                   "fast:model.tie_embeddings=false"]))
+    speeds = {"swiglu": 1000.0, "gelu": 500.0}
+    calls = []
+
+    def measure(cfg):
+        calls.append(cfg)
+        return 1500.0 if not cfg.model.tie_embeddings else speeds[cfg.model.mlp]
+
+    cells = sweep.plan_cells(spec, tiny_model_cfg.vocab_size)
+    tmp_path.mkdir(exist_ok=True)
+    plan = sweep.match_wallclock(cells, tmp_path, measure)
+    assert spec.base.train.total_batch_tokens == 128
+    assert {k: v["steps"] for k, v in plan.items()} == {"baseline": 8, "slow": 4, "big": 4, "fast": 12}
+    assert len(calls) == 4  # once per variant, not per seed
+    assert all(c.extra["match"] == "wallclock" for c in cells)
+    again = sweep.plan_cells(spec, tiny_model_cfg.vocab_size)
+    assert sweep.match_wallclock(again, tmp_path, lambda cfg: pytest.fail("measured again")) == plan
+    with pytest.raises(sweep.SweepError, match="baseline"):
+        sweep.match_wallclock([c for c in cells if c.variant != "baseline"], tmp_path, measure)
+
+
+def test_sweep_spec_from_before_match_resumes(tiny_model_cfg, tiny_train_cfg, tmp_path):
+    spec = spec_for(tiny_model_cfg, tiny_train_cfg)
+    spec.base = dataclasses.replace(spec.base, train=dataclasses.replace(spec.base.train, max_steps=2))
+    sweep.run(spec, tmp_path / "s", command="test")
+    old = json.loads((tmp_path / "s" / "sweep_spec.json").read_text())
+    del old["match"]
+    (tmp_path / "s" / "sweep_spec.json").write_text(json.dumps(old))
+    assert len(sweep.run(spec, tmp_path / "s", command="test")["rows"]) == 1

@@ -183,6 +183,9 @@ def _add_experiment_parsers(sub) -> None:
     p.add_argument("--min_steps", type=int, default=10, help="skip budget cells with fewer optimizer steps")
     p.add_argument("--warmup_frac", type=float, default=0.1, help="budget cells: warmup at most this fraction of the steps")
     p.add_argument("--val_windows", type=int, default=128, help="validation windows for the final bits per byte")
+    p.add_argument("--match", choices=("tokens", "wallclock"), default="tokens",
+                   help="variants train the baseline's steps (tokens) or the steps their measured throughput buys "
+                        "in the baseline's time (wallclock)")
     p.add_argument("--preset", choices=list(C.MODEL_PRESETS), default=None, help="base model preset (default: 1m)")
     _add_config_flags(p, C.PretrainConfig)
 
@@ -256,7 +259,8 @@ def cmd_sweep(args) -> None:
                            budgets=sweep.parse_budgets(args.budgets), grid=sweep.parse_grid(args.grid),
                            variants=sweep.parse_variants(args.variant),
                            seeds=_int_list("--seeds", args.seeds), head_dim=args.head_dim,
-                           min_steps=args.min_steps, warmup_frac=args.warmup_frac, val_windows=args.val_windows)
+                           min_steps=args.min_steps, warmup_frac=args.warmup_frac, val_windows=args.val_windows,
+                           match=args.match)
     if spec.budgets and not spec.sizes:
         raise sweep.SweepError("--budgets needs --sizes (an IsoFLOP grid is model sizes x budgets)")
     table = sweep.run(spec, args.out)

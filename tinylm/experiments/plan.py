@@ -33,6 +33,13 @@ def shape_config(base: C.ModelConfig, n_layer: int, n_embd: int, head_dim: int) 
 
 def measure_throughput(shapes: list[C.ModelConfig], train: C.TrainConfig, steps: int = 3) -> list[dict]:
     """tokens/s of `steps` timed optimizer steps (after one untimed) of the Trainer, per shape."""
+    return [measure_config(C.PretrainConfig(model=cfg, train=train), steps) for cfg in shapes]
+
+
+def measure_config(config: C.PretrainConfig, steps: int = 3) -> dict:
+    """tokens/s of `steps` timed optimizer steps (after one untimed warm-up) of the Trainer with this
+    model and training config (optimizer, batch, dtype, threads...), on random tokens: no I/O is timed.
+    Returns the model's `describe` numbers plus tok_per_s and measured_steps."""
     import tempfile
 
     import torch
@@ -41,31 +48,29 @@ def measure_throughput(shapes: list[C.ModelConfig], train: C.TrainConfig, steps:
     from tinylm.runtime import Runtime
     from tinylm.train.loop import Trainer
 
+    train, cfg = config.train, config.model
     rt = Runtime.create(train.device, train.dtype, train.threads)
-    out = []
-    for cfg in shapes:
-        g = torch.Generator().manual_seed(0)
-        x = torch.randint(0, cfg.vocab_size, (train.batch_size, cfg.seq_len), generator=g).to(rt.device)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, cfg.vocab_size, (train.batch_size, cfg.seq_len), generator=g).to(rt.device)
 
-        class Random:  # a batch source with the loader's interface: no I/O is timed
-            def next_batch(self):
-                return x, x
+    class Random:  # a batch source with the loader's interface: no I/O is timed
+        def next_batch(self):
+            return x, x
 
-            def state_dict(self):
-                return {}
+        def state_dict(self):
+            return {}
 
-        with tempfile.TemporaryDirectory() as tmp:
-            trainer = Trainer(rt, dataclasses.replace(train, run_dir=tmp), GPT(cfg).to(rt.device), Random())
-            trainer.train_step(train.lr)  # warm-up: allocations, first-call overheads
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                loss, _, positions = trainer.train_step(train.lr)
-            float(loss)  # sync
-            dt = time.perf_counter() - t0
-        info = describe(cfg)
-        out.append({"n_layer": cfg.n_layer, "n_embd": cfg.n_embd, **info,
-                    "tok_per_s": steps * positions / dt, "measured_steps": steps})
-    return out
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(rt, dataclasses.replace(train, run_dir=tmp), GPT(cfg).to(rt.device), Random())
+        trainer.train_step(train.lr)  # warm-up: allocations, first-call overheads
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loss, _, positions = trainer.train_step(train.lr)
+        float(loss)  # sync
+        dt = time.perf_counter() - t0
+    info = describe(cfg)
+    return {"n_layer": cfg.n_layer, "n_embd": cfg.n_embd, **info, "tok_per_s": steps * positions / dt,
+            "measured_steps": steps}
 
 
 def recommend(throughput: list[dict], fit: dict, *, minutes: float | None = None, flops: float | None = None,

@@ -8,7 +8,9 @@ Two kinds of axes, combined as a Cartesian product:
 - named variants of the base config x seeds, for ablations (`--variant muon:train.optimizer=muon`):
   each variant is compared with the unchanged base ("baseline") trained with the same seeds, and the
   table gets an "ablation" block: per variant, mean and seed spread of val bpb and of its paired
-  difference from the baseline.
+  difference from the baseline. Variants train the base's steps (`--match tokens`, equal tokens
+  when tokens per step are equal) or, with `--match wallclock`, the steps their measured
+  throughput buys in the baseline's training time (`match_wallclock`).
 
 Every cell is a run directory OUT/cells/<cell>/ written by the one Trainer (checkpoints, metrics.jsonl);
 a finished cell leaves result.json and is skipped next time, a killed one resumes from its newest
@@ -62,6 +64,7 @@ class SweepSpec:
     min_steps: int = 10  # budget cells with fewer optimizer steps are skipped (recorded as such)
     warmup_frac: float = 0.1  # budget cells: warmup = min(base warmup, this fraction of the steps)
     val_windows: int = 128  # validation windows (of seq_len tokens) for the final bits per byte
+    match: str = "tokens"  # variants: "tokens" (the base's steps) or "wallclock" (the steps its throughput buys)
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -137,6 +140,7 @@ class Cell:
     variant: str = ""
     cfg: C.PretrainConfig | None = None  # resolved; None when skipped
     skip: str = ""
+    extra: dict = field(default_factory=dict)  # recorded in the cell's row (e.g. the equal-wall-clock plan)
 
 
 def _short(x: float) -> str:
@@ -192,6 +196,50 @@ def plan_cells(spec: SweepSpec, vocab_size: int) -> list[Cell]:
     return cells
 
 
+def match_wallclock(cells: list[Cell], out: Path, measure=None) -> dict:
+    """Equal wall-clock ablations: every variant cell trains for the steps that its own measured
+    throughput buys in the time the baseline's steps take, so a variant that is slower per token
+    (an untied head, a wider MLP) gets fewer tokens, and a faster one more.
+
+        time = baseline steps x baseline tokens/step / baseline tok/s
+        steps(variant) = round(time x variant tok/s / variant tokens/step)
+
+    Throughput is measured once per variant (a few Trainer steps on random tokens, `measure(cfg)`
+    -> tok/s) and kept in OUT/throughput.json, so a sweep resumed in another sitting trains the same
+    steps. Changes each variant cell's cfg in place; returns {variant: {"tok_per_s", "steps"}}.
+    Raises SweepError without a baseline cell."""
+    if measure is None:
+        from tinylm.experiments.plan import measure_config
+
+        measure = lambda cfg: measure_config(cfg)["tok_per_s"]  # noqa: E731
+    path = out / "throughput.json"
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    firsts = {}
+    for c in cells:
+        if c.cfg is not None:
+            firsts.setdefault(c.variant, c)
+    if "baseline" not in firsts:
+        raise SweepError("--match wallclock needs variants (--variant) and their baseline")
+    for name, c in firsts.items():
+        key = json.dumps(C.to_dict(dataclasses.replace(c.cfg, train=dataclasses.replace(c.cfg.train, seed=0))),
+                         sort_keys=True)
+        if cache.get(name, {}).get("config") != key:
+            cache[name] = {"tok_per_s": round(measure(c.cfg), 1), "config": key, "loadavg": load_average()}
+    atomic_write_text(path, json.dumps(cache, indent=1) + "\n")
+    base = firsts["baseline"].cfg.train
+    seconds = base.max_steps * base.total_batch_tokens / cache["baseline"]["tok_per_s"]
+    plan = {}
+    for c in cells:
+        if c.cfg is None:
+            continue
+        tps, tc = cache[c.variant]["tok_per_s"], c.cfg.train
+        steps = max(1, round(seconds * tps / tc.total_batch_tokens))
+        c.cfg = C.apply_overrides(c.cfg, {"train.max_steps": steps, "train.warmup_steps": min(tc.warmup_steps, steps)})
+        c.extra = {"match": "wallclock", "planned_seconds": round(seconds, 1), "measured_tok_per_s": tps}
+        plan[c.variant] = {"tok_per_s": tps, "steps": steps}
+    return plan
+
+
 # --------------------------------------------------------------------------- running
 
 def _cell_train_config(cell: Cell, out: Path) -> C.PretrainConfig:
@@ -242,7 +290,7 @@ def run_cell(cell: Cell, out: Path, val_windows: int) -> dict:
         "steps": summary["step"], "tokens": summary["tokens"], "flops": summary["tokens"] * info["flops_per_token"],
         "wall_s": round(summary["elapsed_s"], 2), "eval_s": round(time.perf_counter() - t0, 2),
         "loadavg_start": load_start, "loadavg_end": load_average(),
-        "val_bpb": bpb, "val_tokens": n_batches * B * T,
+        "val_bpb": bpb, "val_tokens": n_batches * B * T, **cell.extra,
         "config": C.to_dict(cfg),
     }
     C.save_json(row, out / "cells" / cell.id / "result.json")
@@ -310,12 +358,17 @@ def run(spec: SweepSpec, out, command: str = "", on_cell=None) -> dict:
     if spec_path.exists():
         # the axes (sizes, budgets, grid values, seeds, variants) may grow or shrink between sittings:
         # a cell's result depends only on its own config. Anything else changing would mix two sweeps.
-        old = json.loads(spec_path.read_text())
+        old = {"match": "tokens", **json.loads(spec_path.read_text())}  # sweeps from before --match
         diff = sorted(k for k in set(old) | set(new) if k not in AXES and old.get(k) != new.get(k))
         if diff:
             raise SweepError(f"{out} holds a different sweep (differs in: {', '.join(diff)}); use another --out")
+    if spec.match not in ("tokens", "wallclock"):
+        raise SweepError(f"--match {spec.match!r}: choose tokens or wallclock")
     out.mkdir(parents=True, exist_ok=True)
     C.save_json(new, spec_path)
+    if spec.match == "wallclock":
+        for name, p in match_wallclock(cells, out).items():
+            print(f"sweep {spec.name}: equal wall-clock: {name} {p['tok_per_s']:,.0f} tok/s -> {p['steps']} steps", flush=True)
     command = command or "tinylm " + " ".join(sys.argv[1:])
     rows, skipped = [], [{"cell": c.id, "reason": c.skip} for c in cells if c.skip]
     todo = [c for c in cells if not c.skip]
