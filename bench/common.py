@@ -35,6 +35,19 @@ def write_result(name: str, path, body: dict) -> dict:
     return out
 
 
+def steps_per_second(step, seconds: float, warmup: int = 3) -> float:
+    """Calls of `step()` per second over at least `seconds` (and 3 calls), after `warmup` untimed ones."""
+    import time
+
+    for _ in range(warmup):
+        step()
+    t0, n = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds or n < 3:
+        step()
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
 class RandomBatches:
     """A batch source with the loader's interface: fixed random tokens, so no I/O is timed."""
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 import torch
 import torch.nn.functional as F
 
-from common import RESULTS, RandomBatches, write_result
+from common import RESULTS, RandomBatches, steps_per_second, write_result
 from tinylm.config import TrainConfig, model_preset
 from tinylm.model import GPT
 from tinylm.runtime import Runtime
@@ -44,14 +43,6 @@ def make_step(preset, choice, tmp):
     return lambda: trainer.train_step(1e-3)
 
 
-def timed(step, seconds):
-    for _ in range(3):
-        step()
-    t0, n = time.perf_counter(), 0
-    while time.perf_counter() - t0 < seconds or n < 3:
-        step()
-        n += 1
-    return n / (time.perf_counter() - t0)
 
 
 def main():
@@ -72,7 +63,7 @@ def main():
                 if c == "F.cross_entropy":
                     objectives.cross_entropy_sum = plain_cross_entropy
                 try:
-                    steps_per_s = timed(make_step(args.preset, c, tmp), args.seconds)
+                    steps_per_s = steps_per_second(make_step(args.preset, c, tmp), args.seconds)
                 finally:
                     objectives.cross_entropy_sum = saved
                 best[c] = max(best[c], steps_per_s)

@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 
 import torch
 
-from common import RESULTS, RandomBatches, loadavg, write_result
+from common import RESULTS, RandomBatches, loadavg, steps_per_second, write_result
 from tinylm.config import TrainConfig, model_preset
 from tinylm.model import GPT
 from tinylm.runtime import Runtime
@@ -50,15 +49,6 @@ def make_step(variant: str, tmp: str, batch: int):
     return lambda: trainer.train_step(1e-3)
 
 
-def timed(step, seconds: float) -> float:
-    """Steps per second over at least `seconds` (and 3 steps), after 2 warm-up steps."""
-    for _ in range(2):
-        step()
-    t0, n = time.perf_counter(), 0
-    while time.perf_counter() - t0 < seconds or n < 3:
-        step()
-        n += 1
-    return n / (time.perf_counter() - t0)
 
 
 def main():
@@ -77,7 +67,7 @@ def main():
         rounds = []
         for r in range(args.rounds):
             order = VARIANTS[r % len(VARIANTS):] + VARIANTS[: r % len(VARIANTS)]
-            rounds.append({v: round(timed(steps[v], args.seconds) * tokens, 1) for v in order} | {"loadavg": loadavg()})
+            rounds.append({v: round(steps_per_second(steps[v], args.seconds, warmup=2) * tokens, 1) for v in order} | {"loadavg": loadavg()})
     med = {v: statistics.median(x[v] for x in rounds) for v in VARIANTS}
     print(f"1m preset, batch {args.batch} x 256, {args.threads} thread(s), fp32 autocast, median of {args.rounds} rounds")
     for v in VARIANTS:
