@@ -88,7 +88,12 @@ def test_muon_gets_block_matrices_and_adamw_the_rest(tiny_model_cfg, tiny_train_
     model = GPT(dataclasses.replace(tiny_model_cfg, tie_embeddings=False))
     opt = build_optimizer(model, TrainConfig(optimizer="muon", lr=1e-3, muon_lr=0.02), torch.device("cpu"))
     muon, adamw = opt.optimizers
-    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    from tinylm.runtime import resolve_dtype
+    from tinylm.train.optim import Muon
+    assert isinstance(muon, Muon) and isinstance(adamw, torch.optim.AdamW)
+    # Newton-Schulz in bf16 only where the run computes in bf16 (native); fp32 where bf16 is emulated
+    native = resolve_dtype("auto", torch.device("cpu")) == "bf16"
+    assert muon.ns_dtype == (torch.bfloat16 if native else torch.float32)
     muon_ids = {id(p) for g in muon.param_groups for p in g["params"]}
     assert muon_ids == {id(p) for p in model.layers.parameters() if p.dim() == 2}
     assert id(model.wte.weight) not in muon_ids and id(model.lm_head.weight) not in muon_ids

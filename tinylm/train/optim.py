@@ -175,6 +175,10 @@ def build_optimizer(model, cfg: TrainConfig, device: torch.device):
         matrices, rest = muon_split(model)
         if not matrices:
             raise ValueError("train.optimizer=muon: the model has no block weight matrices")
+        if any(type(p).__name__ == "DTensor" for p in matrices):
+            # Newton-Schulz on a shard is not the shard of Newton-Schulz on the matrix
+            raise ValueError("train.optimizer=muon orthogonalises whole matrices, which FSDP shards: use "
+                             "--train.parallel ddp, or --train.optimizer adamw with fsdp")
         # Muon's update has unit spectral norm per matrix, scaled by sqrt(max(1, rows/cols)) (torch's
         # "original" adjustment); decay is decoupled, as in AdamW. The lr_scale keeps the ratio of
         # its lr to AdamW's fixed while the schedule moves both.
