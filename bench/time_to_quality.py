@@ -153,6 +153,8 @@ def main(argv=None) -> None:
         if not sep or not name.isidentifier():
             ap.error(f"--candidate {item!r}: expected NAME=FLAGS")
         candidates[name] = flags
+    if not (Path(args.data) / "prepare.json").is_file():
+        ap.error(f"--data {args.data}: no prepare.json; pass a `tinylm prepare` directory")
     import torch
 
     torch.set_num_threads(2)
