@@ -161,3 +161,32 @@ def test_sweep_spec_from_before_match_resumes(tiny_model_cfg, tiny_train_cfg, tm
     del old["match"]
     (tmp_path / "s" / "sweep_spec.json").write_text(json.dumps(old))
     assert len(sweep.run(spec, tmp_path / "s", command="test")["rows"]) == 1
+
+
+def test_two_workers_share_a_sweep_and_a_dead_workers_claim_is_free(tiny_model_cfg, tiny_train_cfg, tmp_path, capsys):
+    """A cell another process holds is left to it (not trained twice); the table lists what is finished;
+    the holder's exit frees the claim, and a lock left by a killed process never blocks."""
+    import subprocess
+    import sys
+
+    spec = spec_for(tiny_model_cfg, tiny_train_cfg, grid={"model.pos_emb": ["rope", "learned"]})
+    spec.base = dataclasses.replace(spec.base, train=dataclasses.replace(spec.base.train, max_steps=2))
+    out = tmp_path / "shared"
+    held = out / "cells" / "pos_emb=rope_s1337.lock"
+    started = []
+    with sweep.claim(held) as mine:  # "another worker" training the first cell
+        assert mine
+        table = sweep.run(spec, out, command="test", on_cell=lambda c: started.append(c.id))
+    assert started == ["pos_emb=learned_s1337"]
+    assert [r["cell"] for r in table["rows"]] == ["pos_emb=learned_s1337"]
+    assert "1 cell(s) were being trained by another process (pos_emb=rope_s1337)" in capsys.readouterr().out
+    started.clear()
+    table = sweep.run(spec, out, command="test", on_cell=lambda c: started.append(c.id))
+    assert started == ["pos_emb=rope_s1337"]
+    assert [r["cell"] for r in table["rows"]] == ["pos_emb=rope_s1337", "pos_emb=learned_s1337"]  # cell order
+
+    dead = tmp_path / "dead.lock"
+    code = f"import fcntl, os; f = open({str(dead)!r}, 'a+'); fcntl.flock(f, fcntl.LOCK_EX); os._exit(9)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 9
+    with sweep.claim(dead) as mine:
+        assert mine

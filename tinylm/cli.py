@@ -169,7 +169,9 @@ def _add_experiment_parsers(sub) -> None:
                                      "cell by cell, into one results table",
                        description="Each cell is an ordinary pretraining run in OUT/cells/; finished cells are skipped, "
                                    "a killed one resumes. Writes OUT/sweep.json and OUT/sweep.csv. --model.* and "
-                                   "--train.* flags set the base config of every cell.")
+                                   "--train.* flags set the base config of every cell. Start the same command "
+                                   "again (e.g. one per core, each with --train.threads 1) and the processes "
+                                   "share the cells.")
     p.add_argument("--out", required=True, help="sweep directory (cells, sweep.json, sweep.csv)")
     p.add_argument("--name", default="", help="sweep name in the table (default: the --out directory's name)")
     p.add_argument("--sizes", default="", help="model shapes LAYERSxWIDTH, comma-separated (e.g. 2x64,4x128)")

@@ -14,7 +14,9 @@ Two kinds of axes, combined as a Cartesian product:
 
 Every cell is a run directory OUT/cells/<cell>/ written by the one Trainer (checkpoints, metrics.jsonl);
 a finished cell leaves result.json and is skipped next time, a killed one resumes from its newest
-checkpoint. After each cell the table is rewritten atomically: OUT/sweep.json (rows + how they were
+checkpoint. Several `tinylm sweep` processes may share one OUT (one thread each on a 2-core machine):
+each claims a cell with an exclusive lock on OUT/cells/<cell>.lock (released by the kernel when the
+process ends, so a killed worker never strands a cell) and skips cells another process holds. After each cell the table is rewritten atomically: OUT/sweep.json (rows + how they were
 made) and OUT/sweep.csv (the flat columns). Final validation bits per byte is measured on the same
 fixed validation windows for every cell, so cells compare pairwise.
 
@@ -24,6 +26,7 @@ Run: tinylm sweep --out runs/sweeps/iso --train.data runs/default/data --sizes 2
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -297,6 +300,30 @@ def run_cell(cell: Cell, out: Path, val_windows: int) -> dict:
     return row
 
 
+@contextlib.contextmanager
+def claim(path: Path, wait: bool = False):
+    """An exclusive advisory lock on `path` (created if absent); yields True when this process holds it,
+    False when another process does (`wait=False`). The kernel drops the lock when the holder exits,
+    so a killed sweep never leaves a cell claimed. Where `fcntl` is missing (Windows) every claim
+    succeeds: run one sweep process per OUT there."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield True
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _typed(cfg, dotted: str):
     node = cfg
     for part in dotted.split("."):
@@ -367,24 +394,38 @@ def run(spec: SweepSpec, out, command: str = "", on_cell=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     C.save_json(new, spec_path)
     if spec.match == "wallclock":
-        for name, p in match_wallclock(cells, out).items():
+        with claim(out / "throughput.lock", wait=True):  # one worker measures, the others read its cache
+            plan = match_wallclock(cells, out)
+        for name, p in plan.items():
             print(f"sweep {spec.name}: equal wall-clock: {name} {p['tok_per_s']:,.0f} tok/s -> {p['steps']} steps", flush=True)
     command = command or "tinylm " + " ".join(sys.argv[1:])
-    rows, skipped = [], [{"cell": c.id, "reason": c.skip} for c in cells if c.skip]
+    skipped = [{"cell": c.id, "reason": c.skip} for c in cells if c.skip]
     todo = [c for c in cells if not c.skip]
+    result = lambda c: out / "cells" / c.id / "result.json"  # noqa: E731
+    finished = lambda: [json.loads(result(c).read_text()) for c in todo if result(c).exists()]  # noqa: E731
+    elsewhere = []
     for i, cell in enumerate(todo):
-        done = out / "cells" / cell.id / "result.json"
-        if done.exists():
-            rows.append(json.loads(done.read_text()))
+        if result(cell).exists():
             continue
-        print(f"sweep {spec.name}: cell {i + 1}/{len(todo)} {cell.id} ({cell.cfg.train.max_steps} steps)", flush=True)
-        if on_cell is not None:
-            on_cell(cell)
-        rows.append(run_cell(cell, out, spec.val_windows))
-        print(f"sweep {spec.name}: {cell.id} val_bpb {rows[-1]['val_bpb']:.4f} in {rows[-1]['wall_s']:.0f}s "
-              f"(load {rows[-1]['loadavg_end'][0]})", flush=True)
-        write_table(out, spec, rows, skipped, command)
+        with claim(out / "cells" / f"{cell.id}.lock") as mine:
+            if not mine or result(cell).exists():  # another worker holds it, or finished it meanwhile
+                if not mine:
+                    elsewhere.append(cell.id)
+                continue
+            print(f"sweep {spec.name}: cell {i + 1}/{len(todo)} {cell.id} ({cell.cfg.train.max_steps} steps)", flush=True)
+            if on_cell is not None:
+                on_cell(cell)
+            row = run_cell(cell, out, spec.val_windows)
+        print(f"sweep {spec.name}: {cell.id} val_bpb {row['val_bpb']:.4f} in {row['wall_s']:.0f}s "
+              f"(load {row['loadavg_end'][0]})", flush=True)
+        write_table(out, spec, finished(), skipped, command)
+    rows = finished()
     write_table(out, spec, rows, skipped, command)
+    running = [c for c in elsewhere if not result(next(x for x in todo if x.id == c)).exists()]
+    if running:
+        print(f"sweep {spec.name}: {len(running)} cell(s) were being trained by another process "
+              f"({', '.join(running[:3])}{' ...' if len(running) > 3 else ''}); the table is complete once "
+              "every worker has ended (or run this command again)", flush=True)
     return json.loads((out / "sweep.json").read_text())
 
 
