@@ -3,7 +3,8 @@
 Trains the *baseline* recipe (today's default, spelled out flag by flag so that changing the
 defaults never changes it) and one or more *candidate* recipes on the same prepared data, on the
 same machine, at the same time: the baseline in one slot, the candidates one after another in the
-other slot, each a `tinylm pretrain` subprocess with `--threads` intra-op threads (1 by default:
+other slot (and in the first once the baseline is done: a baseline reused from an earlier sitting
+leaves both slots to candidates), each a `tinylm pretrain` subprocess with `--threads` intra-op threads (1 by default:
 two 1-thread jobs on a 2-core CPU is the arrangement in which neither disturbs the other). Then it
 scores every final checkpoint on the *whole* validation shard (the same windows for all recipes;
 the in-loop curve uses the first eval_batches x batch_size windows, so recipes with other batch
@@ -161,14 +162,25 @@ def main(argv=None) -> None:
     load0 = loadavg()
     results: dict[str, dict] = {}
 
-    def slot_b():
-        for name, flags in candidates.items():
+    queue, lock = list(candidates.items()), threading.Lock()
+
+    def take_candidates():
+        while True:
+            with lock:
+                if not queue:
+                    return
+                name, flags = queue.pop(0)
             results[name] = run_recipe(name, flags, args)
 
-    tb = threading.Thread(target=slot_b)
-    tb.start()
-    results["baseline"] = run_recipe("baseline", BASELINE, args)
-    tb.join()
+    def slot_a():  # the baseline, then (a reused baseline ends at once) candidates, so no core idles
+        results["baseline"] = run_recipe("baseline", BASELINE, args)
+        take_candidates()
+
+    slots = [threading.Thread(target=slot_a), threading.Thread(target=take_candidates)]
+    for t in slots:
+        t.start()
+    for t in slots:
+        t.join()
     if any(name not in results for name in ["baseline", *candidates]):
         raise SystemExit("error: a recipe did not finish")
     for name, row in results.items():

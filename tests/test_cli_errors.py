@@ -316,6 +316,7 @@ def test_pipeline_stage_lists_agree_with_what_runs(tmp_path, corpus_dir, monkeyp
     from pathlib import Path
 
     import tinylm.cli as cli
+    import tinylm.pipeline as pipeline
     from tinylm.stages import bpb, chat, dpo, eval as eval_stage, ifeval, prepare, pretrain as pre, report, sample, sft, tok_train
 
     ran = []
@@ -326,9 +327,9 @@ def test_pipeline_stage_lists_agree_with_what_runs(tmp_path, corpus_dir, monkeyp
     monkeypatch.setattr(eval_stage, "run", lambda cfg: ran.append("eval (sft)" if cfg.model.endswith("sft") else "eval (base)"))
     monkeypatch.setattr(ifeval, "run", lambda cfg: None if cfg.checkpoint.endswith("dpo") else ran.append("ifeval (base, sft)"))
     monkeypatch.setattr(chat, "generate_once", lambda cfg: ran.append("chat"))
-    cli.run_pipeline(cli.C.PipelineConfig(run_dir=str(run), corpus=str(corpus_dir / "train.txt")))
+    pipeline.run_pipeline(cli.C.PipelineConfig(run_dir=str(run), corpus=str(corpus_dir / "train.txt")))
     stages = [s for i, s in enumerate(ran) if i == 0 or ran[i - 1] != s]  # bpb, ifeval and chat run twice
-    assert tuple(stages) == cli.PIPELINE_STAGES
+    assert tuple(stages) == pipeline.PIPELINE_STAGES
 
     root = Path(__file__).resolve().parent.parent
     flat = lambda text: " ".join(text.replace("#", " ").split())  # noqa: E731
@@ -375,6 +376,7 @@ def test_pipeline_goes_on_to_the_report_when_alignment_finds_no_preference_pairs
     """A model whose sampled answers all tie gives DPO nothing to prefer: the pipeline says so in one line
     and still writes the report and chats with the SFT model."""
     import tinylm.cli as cli
+    import tinylm.pipeline as pipeline
     from tinylm.data.preference import TooFewPairsError
     from tinylm.stages import bpb, chat, dpo, eval as eval_stage, ifeval, prepare, pretrain as pre, report, sample, sft, tok_train
 
@@ -390,7 +392,7 @@ def test_pipeline_goes_on_to_the_report_when_alignment_finds_no_preference_pairs
     monkeypatch.setattr(dpo, "run", no_pairs)
     chats = []
     monkeypatch.setattr(chat, "generate_once", lambda cfg: chats.append(cfg.checkpoint))
-    cli.run_pipeline(cli.C.PipelineConfig(run_dir=str(tmp_path / "run"), corpus=str(corpus_dir / "train.txt")))
+    pipeline.run_pipeline(cli.C.PipelineConfig(run_dir=str(tmp_path / "run"), corpus=str(corpus_dir / "train.txt")))
     out = capsys.readouterr().out
     assert "align (dpo): skipped, 0 usable preference pairs" in out and "report" in ran
     assert chats and all(c.endswith("sft") for c in chats)
