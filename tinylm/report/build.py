@@ -20,8 +20,8 @@ from tinylm.report.sections_experiments import ablations_section, classify, scal
 from tinylm.report.sections_extra import limitations_section, reproducibility_section, sweeps_section
 from tinylm.report.sections_frame import conclusion, ifeval_change, introduction, references, related_work
 from tinylm.report.sections_samples import all_samples_md, samples_section
-from tinylm.report.sections_results import (alignment_appendix, alignment_section, evaluation_appendix, evaluation_section, primary,
-                                            sft_examples_appendix, sft_section)
+from tinylm.report.sections_alignment import alignment_appendix, alignment_section
+from tinylm.report.sections_results import evaluation_appendix, evaluation_section, primary, sft_examples_appendix, sft_section
 from tinylm.report.sections_data import data_appendix, data_section
 from tinylm.report.sections_setup import (Context, architecture_section, corpus_of, curves_section, hardware_text,
                                           pretrain_numbers, summary_table, training_section)
