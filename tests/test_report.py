@@ -566,10 +566,13 @@ def _fit(a_ci):
 
 
 def _ablation_table():
-    rows = [{"cell": f"{v}-s{s}", "seed": s, "variant": v, "val_bpb": 2.0 + d + 0.001 * s, "wall_s": 5.0}
+    rows = [{"cell": f"{v}-s{s}", "seed": s, "variant": v, "val_bpb": 2.0 + d + 0.001 * s, "wall_s": 5.0,
+             "loadavg_end": [2.0 + 0.1 * s, 2.0, 2.0]}
             for v, d in (("baseline", 0.0), ("learned_pos", 0.05), ("muon", -0.0005)) for s in (1, 2, 3)]
-    ab = {"baseline": {"n_seeds": 3, "val_bpb_mean": 2.002, "val_bpb_std": 0.001, "delta_mean": 0.0, "delta_std": 0.0, "n_paired": 3},
-          "learned_pos": {"n_seeds": 3, "val_bpb_mean": 2.052, "val_bpb_std": 0.001, "delta_mean": 0.05, "delta_std": 0.004, "n_paired": 3},
+    ab = {"baseline": {"n_seeds": 3, "val_bpb_mean": 2.002, "val_bpb_std": 0.001, "delta_mean": 0.0, "delta_std": 0.0, "n_paired": 3,
+                       "wall_s_mean": 5.0},
+          "learned_pos": {"n_seeds": 3, "val_bpb_mean": 2.052, "val_bpb_std": 0.001, "delta_mean": 0.05, "delta_std": 0.004, "n_paired": 3,
+                          "wall_s_mean": 6.0},
           "muon": {"n_seeds": 3, "val_bpb_mean": 2.0015, "val_bpb_std": 0.001, "delta_mean": -0.0005, "delta_std": 0.003, "n_paired": 3}}
     return {"sweep": "abl", "kind": "grid", "x": "variant", "y": "val_bpb", "rows": rows, "ablation": ab}
 
@@ -585,6 +588,8 @@ def test_scaling_and_ablation_sections_render_with_intervals_and_readings(tmp_pa
     assert "an interval that contains Chinchilla's 0.5" in md and "within 0.012 val_bpb on average" in md
     half = 4.303 * 0.004 / math.sqrt(3)
     assert f"+0.0500 ± {half:.4f}" in md and "worse than the baseline: learned_pos" in md
+    assert re.search(r"\| learned_pos \|.*\| worse \| 1\.20 \|", md) and "load average 2.1-2.3 at the end of runs" in md
+    assert re.search(r"\| muon \|.*\| n/a \|", md)  # no timing recorded: said, not invented
     assert "Not resolved at 3 seed(s): muon" in md
     assert (tmp_path / "figs" / "ablation_abl.png").is_file() and (tmp_path / "figs" / "isoflop_iso.png").is_file()
     other = md.split("Other sweeps")[-1]

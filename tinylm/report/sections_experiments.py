@@ -148,9 +148,11 @@ def scaling_reading(fit: dict) -> str:
 def ablation_rows(ab: dict) -> list[dict]:
     """Per variant: paired difference from the baseline with a t-interval over seeds, and its verdict."""
     out = []
+    bw = (ab.get("baseline") or {}).get("wall_s_mean") if isinstance(ab.get("baseline"), dict) else None
     for name, v in ab.items():
         if name == "baseline" or not isinstance(v, dict):
             continue
+        w = v.get("wall_s_mean")
         d, sd, n = v.get("delta_mean"), v.get("delta_std"), v.get("n_paired")
         half = T975.get(n - 1, 1.96) * sd / math.sqrt(n) if _num(d) and _num(sd) and isinstance(n, int) and n >= 2 else None
         if half is None:
@@ -162,7 +164,8 @@ def ablation_rows(ab: dict) -> list[dict]:
         else:
             verdict = "unresolved"
         out.append({"variant": name, "n": n, "mean": v.get("val_bpb_mean"), "std": v.get("val_bpb_std"),
-                    "delta": d, "half": half, "verdict": verdict})
+                    "delta": d, "half": half, "verdict": verdict,
+                    "time_ratio": w / bw if _num(w) and _num(bw) and bw > 0 else None})
     return out
 
 
@@ -186,12 +189,20 @@ def ablations_section(ctx: Context, found: dict) -> Section:
                             "zero are not resolved; above zero is worse.", rel(path)))
         trows = [[r["variant"], fint(r["n"]), ffloat(r["mean"], 4) + (f" ± {r['std']:.4f}" if _num(r["std"]) else ""),
                   (f"{r['delta']:+.4f}" if _num(r["delta"]) else "n/a") + (f" ± {r['half']:.4f}" if _num(r["half"]) else ""),
-                  r["verdict"]] for r in rows]
+                  r["verdict"], f"{r['time_ratio']:.2f}" if _num(r["time_ratio"]) else "n/a"] for r in rows]
         if _num(base.get("val_bpb_mean")):
             trows.insert(0, ["baseline", fint(base.get("n_seeds")), ffloat(base["val_bpb_mean"], 4)
-                             + (f" ± {base['val_bpb_std']:.4f}" if _num(base.get("val_bpb_std")) else ""), "0", "reference"])
-        s.add(Table(["variant", "seeds", "val bpb (mean ± sd)", "paired change (95% CI)", "verdict"], trows, align="lrrrl",
-                    caption=f"Ablations of {t.get('sweep', '?')}: lower bits per byte is better.", source=rel(path)))
+                             + (f" ± {base['val_bpb_std']:.4f}" if _num(base.get("val_bpb_std")) else ""), "0", "reference",
+                             "1.00"])
+        loads = [r["loadavg_end"][0] for r in t.get("rows") or [] if isinstance(r, dict)
+                 and isinstance(r.get("loadavg_end"), list) and r["loadavg_end"] and _num(r["loadavg_end"][0])]
+        s.add(Table(["variant", "seeds", "val bpb (mean ± sd)", "paired change (95% CI)", "verdict", "time"], trows,
+                    align="lrrrlr",
+                    caption=f"Ablations of {t.get('sweep', '?')}: lower bits per byte is better. Time: mean training "
+                            "wall-clock relative to the baseline's (the same tokens unless the variant says otherwise"
+                            + (f"; load average {min(loads):.1f}-{max(loads):.1f} at the end of runs" if loads else "")
+                            + "), so a variant with a better score but a time above 1 has not shown a gain at equal "
+                              "wall-clock.", source=rel(path)))
         s.add(Paragraph(ablation_reading(rows)))
     return s
 
