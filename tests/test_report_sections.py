@@ -151,6 +151,7 @@ def _fit(a_ci):
 
 def _ablation_table():
     rows = [{"cell": f"{v}-s{s}", "seed": s, "variant": v, "val_bpb": 2.0 + d + 0.001 * s, "wall_s": 5.0,
+             "steps": 200, "tokens": 819200, "params": 1328256,
              "loadavg_end": [2.0 + 0.1 * s, 2.0, 2.0]}
             for v, d in (("baseline", 0.0), ("learned_pos", 0.05), ("muon", -0.0005)) for s in (1, 2, 3)]
     ab = {"baseline": {"n_seeds": 3, "val_bpb_mean": 2.002, "val_bpb_std": 0.001, "delta_mean": 0.0, "delta_std": 0.0, "n_paired": 3,
@@ -173,7 +174,8 @@ def test_scaling_and_ablation_sections_render_with_intervals_and_readings(tmp_pa
     half = 4.303 * 0.004 / math.sqrt(3)
     assert f"+0.0500 ± {half:.4f}" in md and "worse than the baseline: learned_pos" in md
     assert re.search(r"\| learned_pos \|.*\| worse \| 1\.20 \|", md) and "load average 2.1-2.3 at the end of runs" in md
-    assert re.search(r"\| muon \|.*\| n/a \|", md)  # no timing recorded: said, not invented
+    assert re.search(r"\| muon \|.*\| n/a \|", md)
+    assert "Each baseline run: 200 steps, 819K tokens, 1,328,256 parameters." in md  # no timing recorded: said, not invented
     assert "Not resolved at 3 seed(s): muon" in md
     assert (tmp_path / "figs" / "ablation_abl.png").is_file() and (tmp_path / "figs" / "isoflop_iso.png").is_file()
     other = md.split("Other sweeps")[-1]

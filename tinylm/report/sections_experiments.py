@@ -196,9 +196,13 @@ def ablations_section(ctx: Context, found: dict) -> Section:
                              "1.00"])
         loads = [r["loadavg_end"][0] for r in t.get("rows") or [] if isinstance(r, dict)
                  and isinstance(r.get("loadavg_end"), list) and r["loadavg_end"] and _num(r["loadavg_end"][0])]
+        brows = [r for r in t.get("rows") or [] if isinstance(r, dict) and r.get("variant") == "baseline"
+                 and _num(r.get("steps")) and _num(r.get("tokens"))]
+        budget = (f" Each baseline run: {fint(brows[0]['steps'])} steps, {fsi(brows[0]['tokens'])} tokens"
+                  + (f", {fint(brows[0]['params'])} parameters" if _num(brows[0].get("params")) else "") + ".") if brows else ""
         s.add(Table(["variant", "seeds", "val bpb (mean ± sd)", "paired change (95% CI)", "verdict", "time"], trows,
                     align="lrrrlr",
-                    caption=f"Ablations of {t.get('sweep', '?')}: lower bits per byte is better. Time: mean training "
+                    caption=f"Ablations of {t.get('sweep', '?')}: lower bits per byte is better.{budget} Time: mean training "
                             "wall-clock relative to the baseline's (the same tokens unless the variant says otherwise"
                             + (f"; load average {min(loads):.1f}-{max(loads):.1f} at the end of runs" if loads else "")
                             + "), so a variant with a better score but a time above 1 has not shown a gain at equal "
