@@ -230,3 +230,33 @@ def test_alignment_comparison_renders_table_figure_and_reading(tmp_path):
     md = render_md(build_document([run], tmp_path / "figs"), tmp_path)
     assert "alignment.json has no \"methods\" mapping" in md and "could not be built" not in md
     assert "alignment methods scored" not in md
+
+
+def _ttq(reached: bool):
+    rec = lambda name, ratio, bpb, flags: {"name": name, "flags": flags + " --train.seed 1337 --train.threads 1",  # noqa: E731
+                                           "tokens": 4_915_200, "train_elapsed_s": 5000 * ratio, "wall_ratio": ratio,
+                                           "val_bpb": bpb, "reached": bpb <= 1.5737,
+                                           "loadavg_during": [[2.0, 2.0, 2.0], [2.8, 2.5, 2.2]]}
+    return {"benchmark": "time_to_quality", "threads_per_run": 1, "baseline_flags": "--preset 1m --train.optimizer adamw",
+            "target": "a candidate reaches the baseline's final val bpb in at most half its wall-clock",
+            "recipes": {"baseline": rec("baseline", 1.0, 1.5737, "--preset 1m --train.optimizer adamw"),
+                        "muon_1200": rec("muon_1200", 0.315, 1.5701 if reached else 1.6674, "--train.optimizer muon")}}
+
+
+def test_time_to_quality_table_and_reading_follow_the_numbers(tmp_path):
+    for reached in (False, True):
+        d = tmp_path / str(reached)
+        _json(d / "bench" / "time_to_quality.json", _ttq(reached))
+        run = make_run(d, "x", stages=False)
+        md = render_md(build_document([run], d / "figs", sweeps=[d / "bench"]), d)
+        ttq = md[md.index("Time to quality: the earlier"):]
+        assert re.search(r"\| muon_1200 \| `--train.optimizer muon` \| 4.92M \| 1575 \| 0.315 \|", ttq)
+        assert "load average 2.0-2.8 during the runs" in ttq
+        if reached:
+            assert "muon_1200 reached the baseline's 1.5737 bits per byte in at most half" in ttq
+        else:
+            assert "No candidate reached the baseline's 1.5737" in ttq and "+0.0937 from it at 0.32 of the time" in ttq
+    _json(tmp_path / "bad" / "time_to_quality.json", {"benchmark": "time_to_quality", "recipes": {"x": 3}})
+    run = make_run(tmp_path / "bad", "y", stages=False)
+    md = render_md(build_document([run], tmp_path / "figs", sweeps=[tmp_path / "bad"]), tmp_path)
+    assert "has no baseline and candidate rows" in md

@@ -35,7 +35,7 @@ def _ci(c) -> tuple[float, float] | None:
 
 def classify(log: FileLog, paths) -> dict[str, list[tuple[str, dict]]]:
     """Experiment JSONs under `paths` (files or directories, searched one level down) by kind."""
-    out = {"isoflop": [], "ablation": [], "fit": []}
+    out = {"isoflop": [], "ablation": [], "fit": [], "ttq": []}
     files = []
     for p in paths:
         p = Path(p)
@@ -49,6 +49,8 @@ def classify(log: FileLog, paths) -> dict[str, list[tuple[str, dict]]]:
             continue
         if isinstance(obj.get("conventions"), dict):
             out["fit"].append((str(f), obj))
+        elif obj.get("benchmark") == "time_to_quality" and isinstance(obj.get("recipes"), dict):
+            out["ttq"].append((str(f), obj))
         elif isinstance(obj.get("rows"), list) and isinstance(obj.get("ablation"), dict):
             out["ablation"].append((str(f), obj))
         elif isinstance(obj.get("rows"), list) and obj.get("kind") == "isoflop":
@@ -172,6 +174,10 @@ def ablation_rows(ab: dict) -> list[dict]:
 def ablations_section(ctx: Context, found: dict) -> Section:
     s = Section("Ablations")
     tables = found.get("ablation") or []
+    for path, t in found.get("ttq") or []:
+        sub = Section("Time to quality")
+        sub.add(*time_to_quality(path, t))
+        s.subsections.append(sub)
     if not tables:
         return s.add(Missing("Not available: no ablation table (sweep.json with an \"ablation\" block) was found; run "
                              "`tinylm sweep --variant NAME:FIELD=VALUE --seeds ...` (results/ablations/)."))
@@ -209,6 +215,44 @@ def ablations_section(ctx: Context, found: dict) -> Section:
                               "wall-clock.", source=rel(path)))
         s.add(Paragraph(ablation_reading(rows)))
     return s
+
+
+def _flag_diff(flags: str, base: str) -> str:
+    """The recipe's flags that are not the baseline's (bookkeeping flags dropped)."""
+    skip = ("--train.eval_every", "--train.eval_batches", "--train.sample_every", "--train.save_every",
+            "--train.seed", "--train.threads")
+    pairs = lambda text: [" ".join(p) for p in zip(text.split()[::2], text.split()[1::2])]  # noqa: E731
+    b = set(pairs(base or ""))
+    return " ".join(p for p in pairs(flags or "") if p not in b and not p.startswith(skip))
+
+
+def time_to_quality(path: str, t: dict) -> list:
+    """The time-to-quality benchmark: every recipe's training time relative to the baseline's and its
+    final bits per byte on the whole validation shard, with the target and whether it was reached."""
+    recipes = [(n, r) for n, r in t["recipes"].items() if isinstance(r, dict) and _num(r.get("val_bpb"))
+               and _num(r.get("wall_ratio"))]
+    base = t["recipes"].get("baseline") if isinstance(t["recipes"].get("baseline"), dict) else {}
+    if not recipes or not _num(base.get("val_bpb")):
+        return [Missing(f"Not available: {rel(path)} has no baseline and candidate rows with val_bpb and wall_ratio.")]
+    rows = [[n, "`" + ((t.get("baseline_flags") or "?") if n == "baseline" else _flag_diff(r.get("flags", ""), "")) + "`",
+             fsi(r.get("tokens")), ffloat(r.get("train_elapsed_s") or r.get("wall_s"), 0), f"{r['wall_ratio']:.3f}",
+             f"{r['val_bpb']:.4f}", "yes" if r.get("reached") else "no"] for n, r in recipes]
+    loads = [x for _, r in recipes for x in (r.get("loadavg_during") or []) if isinstance(x, list) and x and _num(x[0])]
+    hits = [n for n, r in recipes if n != "baseline" and r.get("reached") and r["wall_ratio"] <= 0.5]
+    best = min((r for n, r in recipes if n != "baseline"), key=lambda r: r["val_bpb"], default=None)
+    reading = (f"{', '.join(hits)} reached the baseline's {base['val_bpb']:.4f} bits per byte in at most half its "
+               "training time." if hits else
+               f"No candidate reached the baseline's {base['val_bpb']:.4f} bits per byte in at most half its training "
+               "time" + (f"; the closest ended {best['val_bpb'] - base['val_bpb']:+.4f} from it at "
+                         f"{best['wall_ratio']:.2f} of the time." if best else "."))
+    return [Paragraph("Time to quality: the earlier default recipe (baseline) and candidate recipes trained side by side, "
+                      f"{t.get('threads_per_run', 1)} thread each, final checkpoints scored on the whole validation shard. "
+                      + reading),
+            Table(["recipe", "flags", "tokens", "training s", "time ratio",
+                   "val bpb", "reached"], rows, align="llrrrrl",
+                  caption="Time to quality. Time ratio: training wall-clock over the baseline's"
+                          + (f" (load average {min(x[0] for x in loads):.1f}-{max(x[0] for x in loads):.1f} during the runs)"
+                             if loads else "") + f". Target: {t.get('target', 'n/a')}.", source=rel(path))]
 
 
 def ablation_reading(rows: list[dict]) -> str:
