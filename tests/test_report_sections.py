@@ -260,3 +260,31 @@ def test_time_to_quality_table_and_reading_follow_the_numbers(tmp_path):
     run = make_run(tmp_path / "bad", "y", stages=False)
     md = render_md(build_document([run], tmp_path / "figs", sweeps=[tmp_path / "bad"]), tmp_path)
     assert "has no baseline and candidate rows" in md
+
+
+def test_abstract_states_the_aligned_score_from_ifeval_files_without_alignment_json(tmp_path):
+    """The default pipeline writes ifeval-dpo.json but no alignment.json: the abstract still gives the
+    aligned model's score against SFT's, and says whether the intervals separate."""
+    from report_fixtures import _ifeval
+
+    for score, verdict in ((0.3869, "the intervals separate"), (0.27, "the intervals overlap")):
+        d = tmp_path / str(score)
+        run = make_run(d, "x", stages=False)
+        _json(run / "ifeval-sft.json", _ifeval(0.2468, 0.0399, "sft"))
+        _json(run / "ifeval-dpo.json", _ifeval(score, 0.0446, "dpo"))
+        md = render_md(build_document([run], d / "figs", sweeps=[]), d)
+        abstract = md.split("## Abstract")[1].split("## 1")[0]
+        assert f"After DPO, greedy constraint satisfaction on the same held-out instructions is {score:.3f} ± 0.045 " \
+               f"against 0.247 ± 0.040 after SFT ({verdict})." in abstract
+
+
+def test_isoflop_reading_says_where_each_minimum_lies_and_claims_no_law_without_a_fit():
+    from tinylm.report.sections_experiments import isoflop_reading
+
+    rows = [{"budget": b, "params": n, "val_bpb": v} for b, n, v in
+            ((1e12, 1e5, 2.0), (1e12, 4e5, 2.1), (1e12, 1e6, 2.3), (1e13, 1e5, 1.9), (1e13, 4e5, 1.8), (1e13, 1e6, 1.85))]
+    text = isoflop_reading(rows, "val_bpb", fitted=False)
+    assert "at 1T FLOPs the lowest val_bpb (2.0000) is at 100K parameters, the smallest shape trained" in text
+    assert "at 10T FLOPs the lowest val_bpb (1.8000) is at 400K parameters, an interior shape" in text
+    assert "no law is claimed: 1 of 2 budgets have their minimum at an edge of the grid" in text
+    assert "no law is claimed" not in isoflop_reading(rows, "val_bpb", fitted=True)

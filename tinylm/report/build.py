@@ -50,7 +50,23 @@ def alignment_sentence(r) -> str:
                 f"greedy constraint satisfaction {fci(b['score'], b['ci95'])} against {fci(s['score'], s['ci95'])} after SFT"
                 f" ({'the intervals separate' if resolved else 'the intervals overlap'}){bpb}.")
     except (TypeError, KeyError, AttributeError):
+        return _ifeval_alignment_sentence(r)
+
+
+def _ifeval_alignment_sentence(r) -> str:
+    """Without alignment.json (the default pipeline writes ifeval-<stage>.json only): the best greedy
+    ifeval of an alignment stage against SFT's, with both intervals; "" when either is missing."""
+    ok = lambda d: isinstance(d, dict) and d.get("decoding", "greedy") == "greedy" and all(  # noqa: E731
+        isinstance(d.get(k), (int, float)) and not isinstance(d.get(k), bool) for k in ("score", "ci95"))
+    sft = r.ifeval.get("sft")
+    rows = [(k, d) for k, d in r.ifeval.items() if k in ("rm", "rft", "dpo", "ppo", "grpo") and ok(d)]
+    if not ok(sft) or not rows:
         return ""
+    name, b = max(rows, key=lambda kv: kv[1]["score"])
+    resolved = b["score"] - b["ci95"] > sft["score"] + sft["ci95"]
+    return (f" After {name.upper()}, greedy constraint satisfaction on the same held-out instructions is "
+            f"{fci(b['score'], b['ci95'])} against {fci(sft['score'], sft['ci95'])} after SFT "
+            f"({'the intervals separate' if resolved else 'the intervals overlap'}).")
 
 
 def abstract(ctx: Context) -> str:

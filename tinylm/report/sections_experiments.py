@@ -95,6 +95,7 @@ def scaling_section(ctx: Context, found: dict) -> Section:
                             "the budget grows.", rel(path)))
         loads = [r["loadavg_end"][0] for r in rows if isinstance(r.get("loadavg_end"), list) and r["loadavg_end"]
                  and _num(r["loadavg_end"][0])]
+        s.add(Paragraph(isoflop_reading(rows, y, fitted=bool(fits))))
         s.add(Paragraph(f"{len(rows)} runs over {len({r['budget'] for r in rows})} budgets "
                         f"({', '.join(fsi(b) for b in sorted({r['budget'] for r in rows}))} FLOPs)"
                         + (f"; load average at the end of runs {min(loads):.1f}-{max(loads):.1f}" if loads else "")
@@ -119,6 +120,28 @@ def scaling_section(ctx: Context, found: dict) -> Section:
                             f"{fit.get('n_bootstrap', '?')} bootstrap resamples.", source=rel(path)))
         s.add(Paragraph(scaling_reading(fit)))
     return s
+
+
+def isoflop_reading(rows: list[dict], y: str, fitted: bool) -> str:
+    """Per budget, where the lowest `y` lies among the shapes trained: at the smallest or largest shape
+    (the optimum is outside the grid, so a parabola's vertex there is an extrapolation) or inside."""
+    sizes = sorted({r["params"] for r in rows})
+    parts, edges = [], 0
+    for b in sorted({r["budget"] for r in rows}):
+        cells = sorted((r for r in rows if r["budget"] == b), key=lambda r: r["params"])
+        best = min(cells, key=lambda r: r[y])
+        where = ("the smallest shape trained" if best["params"] == sizes[0] else
+                 "the largest shape trained" if best["params"] == sizes[-1] else
+                 "the smallest shape trained at this budget" if best is cells[0] else
+                 "the largest shape trained at this budget" if best is cells[-1] else "an interior shape")
+        edges += where != "an interior shape"
+        parts.append(f"at {fsi(b)} FLOPs the lowest {y} ({best[y]:.4f}) is at {fsi(best['params'])} parameters, {where}")
+    text = "Per budget, " + "; ".join(parts) + "."
+    if not fitted:
+        text += (" No scaling fit (fit.json) was found for this sweep, so no law is claimed"
+                 + (f": {edges} of {len(parts)} budgets have their minimum at an edge of the grid, where a parabola's "
+                    "vertex would be an extrapolation." if edges else "."))
+    return text
 
 
 def scaling_reading(fit: dict) -> str:
