@@ -201,6 +201,9 @@ def isoflop(rows: list[dict], y: str, path: Path) -> Path | None:
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3.5, lw=1.1, label=f"{b:.0e} FLOPs")
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a short log axis
     ax.set_xlabel("parameters")
     ax.set_ylabel(f"final {y}")
     ax.legend(fontsize=7)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tinylm.report import figures
 from tinylm.report.artifacts import FileLog
-from tinylm.report.document import Figure, Missing, Paragraph, Section, Table, ffloat, fint, fsi, slug
+from tinylm.report.document import Bullets, Figure, Missing, Paragraph, Section, Table, ffloat, fint, fsi, slug
 from tinylm.report.sections_setup import Context, rel
 
 CHINCHILLA_A = 0.5  # N_opt ~ C^0.5 (Hoffmann et al. 2022, approaches 1-3: 0.49-0.50)
@@ -90,9 +90,9 @@ def scaling_section(ctx: Context, found: dict) -> Section:
             continue
         f = figures.isoflop(rows, y, ctx.fig_dir / f"isoflop_{slug(Path(path).parent.name)}.png")
         if f:
-            s.add(Figure(f, f"IsoFLOP profiles: final {y} against parameters, one line per compute budget. Each "
-                            "profile's minimum is the compute-optimal size at that budget; see the minima move right as "
-                            "the budget grows.", rel(path)))
+            s.add(Figure(f, f"IsoFLOP profiles: final {y} against parameters, one line per compute budget. A "
+                            "profile's minimum is the compute-optimal size at that budget when it lies inside the grid; "
+                            "where each minimum lies is stated below.", rel(path)))
         loads = [r["loadavg_end"][0] for r in rows if isinstance(r.get("loadavg_end"), list) and r["loadavg_end"]
                  and _num(r["loadavg_end"][0])]
         s.add(Paragraph(isoflop_reading(rows, y, fitted=bool(fits))))
@@ -257,8 +257,12 @@ def time_to_quality(path: str, t: dict) -> list:
     base = t["recipes"].get("baseline") if isinstance(t["recipes"].get("baseline"), dict) else {}
     if not recipes or not _num(base.get("val_bpb")):
         return [Missing(f"Not available: {rel(path)} has no baseline and candidate rows with val_bpb and wall_ratio.")]
-    rows = [[n, "`" + ((t.get("baseline_flags") or "?") if n == "baseline" else _flag_diff(r.get("flags", ""), "")) + "`",
-             fsi(r.get("tokens")), ffloat(r.get("train_elapsed_s") or r.get("wall_s"), 0), f"{r['wall_ratio']:.3f}",
+    pairs = lambda text: [" ".join(p) for p in zip(text.split()[::2], text.split()[1::2])]  # noqa: E731
+    cands = [pairs(_flag_diff(r.get("flags", ""), "")) for n, r in recipes if n != "baseline"]
+    common = [p for p in cands[0] if all(p in c for c in cands)] if len(cands) > 1 else []
+    own = {n: " ".join(p for p in pairs(_flag_diff(r.get("flags", ""), "")) if p not in common) or "(common flags)"
+           for n, r in recipes if n != "baseline"}
+    rows = [[n, fsi(r.get("tokens")), ffloat(r.get("train_elapsed_s") or r.get("wall_s"), 0), f"{r['wall_ratio']:.3f}",
              f"{r['val_bpb']:.4f}", "yes" if r.get("reached") else "no"] for n, r in recipes]
     loads = [x for _, r in recipes for x in (r.get("loadavg_during") or []) if isinstance(x, list) and x and _num(x[0])]
     hits = [n for n, r in recipes if n != "baseline" and r.get("reached") and r["wall_ratio"] <= 0.5]
@@ -271,8 +275,11 @@ def time_to_quality(path: str, t: dict) -> list:
     return [Paragraph("Time to quality: the earlier default recipe (baseline) and candidate recipes trained side by side, "
                       f"{t.get('threads_per_run', 1)} thread each, final checkpoints scored on the whole validation shard. "
                       + reading),
-            Table(["recipe", "flags", "tokens", "training s", "time ratio",
-                   "val bpb", "reached"], rows, align="llrrrrl",
+            Paragraph("Recipes (`tinylm pretrain` flags):"),
+            Bullets([f"baseline, the earlier default: `{t.get('baseline_flags') or '?'}`"]
+                    + ([f"every candidate: `{' '.join(common)}`"] if common else [])
+                    + [f"{n}: `{f}`" for n, f in own.items()]),
+            Table(["recipe", "tokens", "training s", "time ratio", "val bpb", "reached"], rows, align="lrrrrl",
                   caption="Time to quality. Time ratio: training wall-clock over the baseline's"
                           + (f" (load average {min(x[0] for x in loads):.1f}-{max(x[0] for x in loads):.1f} during the runs)"
                              if loads else "") + f". Target: {t.get('target', 'n/a')}.", source=rel(path))]
