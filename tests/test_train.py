@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from resume_helpers import kill_and_resume
 
 from tinylm.config import PretrainConfig
 from tinylm.data.shards import prepare
@@ -64,17 +65,7 @@ def test_compiled_training_resumes_to_rounding_and_saves_plain_weights(tiny_mode
     full = dataclasses.replace(compiled, run_dir=str(tmp_path / "full"))
     pretrain.run(PretrainConfig(tiny_model_cfg, full))
     cut = dataclasses.replace(compiled, run_dir=str(tmp_path / "cut"))
-    trainer = pretrain.build(PretrainConfig(tiny_model_cfg, cut))
-
-    def die(step):
-        if step == 6:  # after the checkpoint at step 4
-            raise KeyboardInterrupt
-
-    trainer.on_step = die
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
-    resumed = pretrain.build(PretrainConfig(tiny_model_cfg, cut))
-    resumed.fit(resume=True)
+    resumed = kill_and_resume(tiny_model_cfg, cut, die_at=6)  # after the checkpoint at step 4
     assert resumed.step == 8 and losses(tmp_path / "cut") == pytest.approx(losses(tmp_path / "full"), rel=1e-5)
     a, b = load_model(tmp_path / "full")[0], load_model(tmp_path / "cut")[0]
     assert not any(k.startswith("_orig_mod") for k in a.state_dict())

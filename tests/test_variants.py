@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from resume_helpers import kill_and_resume
 
 from tinylm.config import ModelConfig, PretrainConfig
 from tinylm.model import GPT, KVCache, describe, flops_per_token
@@ -37,17 +38,7 @@ def test_every_variant_trains_and_resumes_bitwise(variant, optimizer, tiny_model
     assert ls[-1] < ls[0] - 0.3  # it learns
 
     cut = dataclasses.replace(tcfg, run_dir=str(tmp_path / "cut"))
-    trainer = pretrain.build(PretrainConfig(mcfg, cut))
-
-    def die(step):
-        if step == 6:  # after the checkpoint at step 4
-            raise KeyboardInterrupt
-
-    trainer.on_step = die
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
-    resumed = pretrain.build(PretrainConfig(mcfg, cut))
-    resumed.fit(resume=True)
+    kill_and_resume(mcfg, cut, die_at=6)  # after the checkpoint at step 4
     assert losses(cut.run_dir) == ls  # bitwise, optimizer state included
 
 
