@@ -114,3 +114,20 @@ def test_pipeline_end_to_end_and_sigkill_resume(corpus_dir, tmp_path):
                          capture_output=True, text=True, check=True)
     bpb = json.loads((tmp_path / "bpb.json").read_text())
     assert 0 < bpb["bits_per_byte"] < 8 and bpb["documents"] == 40, res.stdout
+
+
+def test_hardware_info_tells_cpus_of_one_name_apart(tmp_path, monkeypatch):
+    """Cloud CPUs report just "AMD EPYC": the family/model and the widest vector ISA go into every result
+    file, so timings from an AVX2 machine and an AVX512-BF16 one are never mistaken for each other."""
+    from tinylm import util
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 17\n"
+                       "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n\nprocessor\t: 1\nmodel\t\t: 99\n")
+    real_path = util.Path
+    monkeypatch.setattr(util, "Path", lambda p: real_path(cpuinfo) if p == "/proc/cpuinfo" else real_path(p))
+    assert util.cpu_details() == {"cpu_id": "family 25 model 17", "cpu_isa": "avx512_bf16"}
+    cpuinfo.write_text("cpu family\t: 23\nmodel\t\t: 49\nflags\t\t: fpu avx2\n")
+    assert util.cpu_details()["cpu_isa"] == "avx2"
+    info = util.hardware_info()
+    assert {"cpu", "cpu_id", "cpu_isa"} <= set(info)

@@ -190,3 +190,33 @@ def test_two_workers_share_a_sweep_and_a_dead_workers_claim_is_free(tiny_model_c
     assert subprocess.run([sys.executable, "-c", code]).returncode == 9
     with sweep.claim(dead) as mine:
         assert mine
+
+
+def test_a_grid_grows_elsewhere_from_a_copied_table(tiny_model_cfg, tiny_train_cfg, tmp_path):
+    """--reuse: finished cells of a committed table are taken over (config equal, run_dir and data path
+    aside), rows keep the hardware they ran on, a row with another config is retrained, and a
+    malformed table is one clear error."""
+    spec = spec_for(tiny_model_cfg, tiny_train_cfg, grid={"model.pos_emb": ["rope"]}, seeds=[1, 2])
+    first = sweep.run(spec, tmp_path / "first", command="test")
+    assert first["rows"][0]["hardware"]["cpu"]  # every row says which CPU trained it
+    committed = json.loads(json.dumps(first))
+    committed["rows"][1]["config"]["train"]["lr"] = 1e-2  # this row was made with another config
+    committed["rows"][0]["config"]["train"]["run_dir"] = "/elsewhere/cells/x"  # another place on disk is fine
+    committed["rows"][0]["hardware"] = {"cpu": "Old CPU"}
+    (tmp_path / "committed.json").write_text(json.dumps(committed))
+
+    grown = dataclasses.replace(spec, grid={"model.pos_emb": ["rope", "learned"]})
+    started = []
+    table = sweep.run(grown, tmp_path / "second", command="test", reuse=str(tmp_path / "committed.json"),
+                      on_cell=lambda c: started.append(c.id))
+    assert started == ["pos_emb=rope_s2", "pos_emb=learned_s1", "pos_emb=learned_s2"]
+    rows = {r["cell"]: r for r in table["rows"]}
+    assert rows["pos_emb=rope_s1"]["hardware"] == {"cpu": "Old CPU"}
+    assert rows["pos_emb=rope_s1"]["val_bpb"] == first["rows"][0]["val_bpb"]
+    assert rows["pos_emb=rope_s1"]["reused_from"].endswith("committed.json")
+    assert rows["pos_emb=rope_s2"]["val_bpb"] == first["rows"][1]["val_bpb"]  # retrained, same config -> same result
+    assert "reused_from" not in rows["pos_emb=rope_s2"]
+
+    (tmp_path / "broken.json").write_text('{"rows": 3')
+    with pytest.raises(sweep.SweepError, match="--reuse .*broken.json: not a sweep table"):
+        sweep.run(grown, tmp_path / "third", command="test", reuse=str(tmp_path / "broken.json"))

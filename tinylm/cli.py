@@ -183,6 +183,9 @@ def _add_experiment_parsers(sub) -> None:
     p.add_argument("--match", choices=("tokens", "wallclock"), default="tokens",
                    help="variants train the baseline's steps (tokens) or the steps their measured throughput buys "
                         "in the baseline's time (wallclock)")
+    p.add_argument("--reuse", default="", metavar="TABLE",
+                   help="a sweep.json of this same sweep (e.g. committed from another machine): its finished cells "
+                        "with an identical config are taken over, not retrained")
     p.add_argument("--preset", choices=list(C.MODEL_PRESETS), default=None, help="base model preset (default: 1m)")
     _add_config_flags(p, C.PretrainConfig)
 
@@ -260,7 +263,7 @@ def cmd_sweep(args) -> None:
                            match=args.match)
     if spec.budgets and not spec.sizes:
         raise sweep.SweepError("--budgets needs --sizes (an IsoFLOP grid is model sizes x budgets)")
-    table = sweep.run(spec, args.out)
+    table = sweep.run(spec, args.out, reuse=args.reuse)
     print(f"sweep {spec.name}: {len(table['rows'])} cells in {Path(args.out) / 'sweep.json'}"
           + (f", {len(table['skipped'])} skipped (too few steps)" if table["skipped"] else ""))
     if table.get("ablation"):

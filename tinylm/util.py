@@ -92,11 +92,37 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_details() -> dict:
+    """What tells two CPUs of one marketing name apart (cloud machines report just "AMD EPYC"):
+    the family/model numbers and the widest vector instruction set that matters for training
+    speed, e.g. {"cpu_id": "family 25 model 17", "cpu_isa": "avx512_bf16"}. Empty off Linux."""
+    fields, flags = {}, set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("cpu family", "model") and key not in fields:
+                fields[key] = value.strip()
+            elif key == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        return {}
+    out = {}
+    if fields:
+        out["cpu_id"] = f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
+    for isa in ("amx_bf16", "avx512_bf16", "avx512f", "avx2"):
+        if isa in flags:
+            out["cpu_isa"] = isa
+            break
+    return out
+
+
 def hardware_info(device=None) -> dict:
     import torch
 
     info = {
         "cpu": cpu_name(),
+        **cpu_details(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),

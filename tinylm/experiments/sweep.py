@@ -294,10 +294,58 @@ def run_cell(cell: Cell, out: Path, val_windows: int) -> dict:
         "wall_s": round(summary["elapsed_s"], 2), "eval_s": round(time.perf_counter() - t0, 2),
         "loadavg_start": load_start, "loadavg_end": load_average(),
         "val_bpb": bpb, "val_tokens": n_batches * B * T, **cell.extra,
-        "config": C.to_dict(cfg),
+        "hardware": _row_hardware(), "config": C.to_dict(cfg),
     }
     C.save_json(row, out / "cells" / cell.id / "result.json")
     return row
+
+
+def _row_hardware() -> dict:
+    from tinylm.util import hardware_info
+
+    info = hardware_info()
+    return {k: info[k] for k in ("cpu", "cpu_id", "cpu_isa", "cpu_count") if k in info}
+
+
+def _comparable(config: dict) -> dict:
+    """A cell's config without what names its place on disk (run_dir, the data directory's path)."""
+    c = json.loads(json.dumps(config))
+    c.get("train", {}).pop("run_dir", None)
+    c.get("train", {}).pop("data", None)
+    return c
+
+
+def reuse_cells(table_path, cells: list[Cell], out: Path) -> tuple[list[str], list[str]]:
+    """Seed OUT with finished cells from another copy of this sweep's table (e.g. one committed under
+    results/ from another machine), so that a grid grows there without retraining them: a row becomes
+    OUT/cells/<cell>/result.json when its cell is in this sweep and its recorded config equals the
+    cell's (run directory and data path aside: the caller vouches that the data are the same prepared
+    data). Rows keep the hardware they ran on (wall-clock compares only within one machine): a row
+    without its own gets the old table's. Cells already finished in OUT are left alone.
+    Returns (reused cell ids, ids of rows whose config differs). Raises SweepError for a missing or
+    malformed table."""
+    path = Path(table_path)
+    path = path / "sweep.json" if path.is_dir() else path
+    try:
+        table = json.loads(path.read_text())
+        rows = table["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SweepError(f"--reuse {path}: not a sweep table ({type(e).__name__}: {e})") from None
+    by_id = {c.id: c for c in cells if not c.skip}
+    reused, differ = [], []
+    for row in rows:
+        cell = by_id.get(row.get("cell")) if isinstance(row, dict) else None
+        if cell is None or (out / "cells" / cell.id / "result.json").exists():
+            continue
+        if _comparable(row.get("config", {})) != _comparable(C.to_dict(_cell_train_config(cell, out))):
+            differ.append(cell.id)
+            continue
+        hw = table.get("hardware") or {}
+        row = {**row, "hardware": row.get("hardware") or {k: hw[k] for k in ("cpu", "cpu_id", "cpu_isa", "cpu_count") if k in hw},
+               "reused_from": str(path)}
+        C.save_json(row, out / "cells" / cell.id / "result.json")
+        reused.append(cell.id)
+    return reused, differ
 
 
 @contextlib.contextmanager
@@ -370,9 +418,10 @@ def write_table(out: Path, spec: SweepSpec, rows: list[dict], skipped: list[dict
     atomic_write_text(out / "sweep.csv", buf.getvalue())
 
 
-def run(spec: SweepSpec, out, command: str = "", on_cell=None) -> dict:
-    """Run every unfinished cell of `spec` into `out`; returns the table. `on_cell(cell)` is a test
-    hook called before each cell trains."""
+def run(spec: SweepSpec, out, command: str = "", on_cell=None, reuse: str = "") -> dict:
+    """Run every unfinished cell of `spec` into `out`; returns the table. `reuse`: a sweep table whose
+    matching finished cells are taken over first (`reuse_cells`). `on_cell(cell)` is a test hook
+    called before each cell trains."""
     from tinylm.tokenizer import Tokenizer
 
     out = Path(out)
@@ -399,6 +448,11 @@ def run(spec: SweepSpec, out, command: str = "", on_cell=None) -> dict:
         for name, p in plan.items():
             print(f"sweep {spec.name}: equal wall-clock: {name} {p['tok_per_s']:,.0f} tok/s -> {p['steps']} steps", flush=True)
     command = command or "tinylm " + " ".join(sys.argv[1:])
+    if reuse:
+        reused, differ = reuse_cells(reuse, cells, out)
+        print(f"sweep {spec.name}: reused {len(reused)} finished cell(s) from {reuse}"
+              + (f"; {len(differ)} row(s) with another config not reused ({', '.join(differ[:3])}"
+                 f"{' ...' if len(differ) > 3 else ''})" if differ else ""), flush=True)
     skipped = [{"cell": c.id, "reason": c.skip} for c in cells if c.skip]
     todo = [c for c in cells if not c.skip]
     result = lambda c: out / "cells" / c.id / "result.json"  # noqa: E731
