@@ -292,3 +292,30 @@ def test_isoflop_reading_says_where_each_minimum_lies_and_claims_no_law_without_
     assert "at 10T FLOPs the lowest val_bpb (1.8000) is at 400K parameters, an interior shape" in text
     assert "no law is claimed: 1 of 2 budgets have their minimum at an edge of the grid" in text
     assert "no law is claimed" not in isoflop_reading(rows, "val_bpb", fitted=True)
+
+
+def test_alignment_stage_is_a_digest_in_the_body_and_its_tables_in_the_appendix(tmp_path):
+    """The body says in one sentence what a stage did (data, knobs, held-out check, time) from its
+    summary.json; the full configuration and results tables go to the appendix."""
+    from tinylm.report.sections_alignment import stage_digest
+
+    run = make_run(tmp_path)
+    _json(run / "dpo" / "summary.json", {
+        "method": "dpo", "step": 150, "elapsed_s": 219.9, "heldout_score": 0.36111, "heldout_degenerate": 0.4583,
+        "data": {"pairs_source": "on-policy", "prompts": 1200, "samples_per_prompt": 8, "ties_dropped": 137, "pairs": 1063},
+        "hyperparameters": {"beta": 0.1, "nll_weight": 1.0, "lr": 0.0001, "steps": 150, "batch_pairs": 16,
+                            "ref_logprobs": "precompute", "sampling.greedy": False},
+        "wall_clock_s": 785.5, "load_average_1_5_15": [2.01, 2.02, 2.0]})
+    _json(run / "dpo" / "config.json", {"stage": "dpo", "config": {"dpo": {"beta": 0.1}, "train": {"lr": 1e-4}}})
+    loaded = load_run(run)
+    text = stage_digest(loaded.stages["dpo"])
+    assert text == ("DPO: 1,063 on-policy pairs from 1,200 prompts x 8 samples, 137 tied groups dropped; beta 0.1, "
+                    "NLL weight 1, learning rate 0.0001, steps 150, pairs per step 16, reference log-probs precompute; "
+                    "in-training held-out check: score 0.361, degenerate 45.8%; 13.1 min wall-clock (load 2.01).")
+    md = render_md(build_document([run], tmp_path / "figs", sweeps=[]), tmp_path)
+    body, appendix = md.split("## Appendix")
+    assert text in body and "dpo configuration." not in body and "dpo results." not in body
+    assert "dpo configuration." in appendix and "dpo results." in appendix
+    (run / "dpo" / "summary.json").write_text("{not json")
+    md = render_md(build_document([run], tmp_path / "figs2", sweeps=[]), tmp_path)
+    assert "could not be built" not in md and "DPO (t)" in md  # the curves still stand in the body

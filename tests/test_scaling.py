@@ -105,3 +105,21 @@ def test_cli_scaling_writes_fit_and_figures_and_errors_in_one_line(tmp_path, cap
     assert main(["scaling", str(tmp_path / "bad")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not JSON" in err
+
+
+def test_power_laws_use_only_profiles_whose_minimum_was_trained():
+    """A small budget at which the smallest model is still best has its parabola vertex far outside the
+    grid (here 1e4 parameters, below the smallest model trained): it is kept per budget, flagged, and left out
+    of N_opt ~ C^a, which then comes from the two interior minima (no overflow, a = 0.5 exactly)."""
+    n = np.array([1e5, 2e5, 4e5])
+    budgets, ns, ds, losses = [], [], [], []
+    for c, n_opt in ((1e13, 2e5), (4e13, 4e5)):  # interior minima, N_opt = k C^0.5
+        for x in n * (n_opt / 2e5):
+            budgets.append(c), ns.append(x), ds.append(c / (6 * x)), losses.append(2 + 0.1 * np.log(x / n_opt) ** 2)
+    for x in n:  # a profile still falling at the smallest size: vertex extrapolated far outside
+        budgets.append(1e12), ns.append(x), ds.append(1e12 / (6 * x)), losses.append(3 + 0.05 * np.log(x / 1e4) ** 2)
+    out = scaling.isoflop_profiles(budgets, ns, ds, losses)
+    small = next(p for p in out["per_budget"] if p["budget"] == 1e12)
+    assert not small["inside"]
+    assert out["power_law_budgets"] == [1e13, 4e13]
+    assert out["a"] == pytest.approx(0.5, abs=1e-6) and math.isfinite(out["k_n"])

@@ -61,12 +61,15 @@ def power_law(x, y) -> tuple[float, float]:
     if len(np.unique(lx)) < 2:
         raise FitError("a power law needs >= 2 distinct budgets")
     p, logk = np.polyfit(lx, ly, 1)
-    return float(math.exp(logk)), float(p)
+    return float(np.exp(logk)), float(p)  # inf, not OverflowError, for an absurd intercept
 
 
 def isoflop_profiles(budget, n, d, loss) -> dict:
     """Approach 2 on arrays of cells (budget, N, D, loss). Budgets whose profile has < 3 sizes or is
-    not convex are listed under "dropped" with the reason."""
+    not convex are listed under "dropped" with the reason. The power laws N_opt ~ C^a, D_opt ~ C^b use
+    only profiles whose minimum lies inside the sizes trained ("inside"): a vertex extrapolated beyond
+    the grid is not a measurement (at a small budget where the smallest model is still best, the
+    parabola's vertex can lie orders of magnitude away); "power_law_budgets" names those used."""
     budget, n, d, loss = (np.asarray(v, float) for v in (budget, n, d, loss))
     per, dropped = [], []
     for c in np.unique(budget):
@@ -77,16 +80,18 @@ def isoflop_profiles(budget, n, d, loss) -> dict:
             dropped.append({"budget": float(c), "reason": str(e)})
             continue
         slope, icpt = np.polyfit(np.log(n[m]), np.log(d[m]), 1)  # ln D is ~linear in ln N at fixed C
-        per.append({"budget": float(c), "n_opt": math.exp(xm), "d_opt": math.exp(icpt + slope * xm),
+        per.append({"budget": float(c), "n_opt": float(np.exp(xm)), "d_opt": float(np.exp(icpt + slope * xm)),
                     "loss_opt": lm, "curvature": c2, "n_cells": int(m.sum()),
                     "inside": bool(np.log(n[m]).min() <= xm <= np.log(n[m]).max())})
     out = {"per_budget": per, "dropped": dropped}
     for p in per:
         p["tokens_per_param"] = p["d_opt"] / p["n_opt"]
-    if len(per) >= 2:
-        cs = [p["budget"] for p in per]
-        out["k_n"], out["a"] = power_law(cs, [p["n_opt"] for p in per])
-        out["k_d"], out["b"] = power_law(cs, [p["d_opt"] for p in per])
+    used = [p for p in per if p["inside"]]
+    out["power_law_budgets"] = [p["budget"] for p in used]
+    if len(used) >= 2:
+        cs = [p["budget"] for p in used]
+        out["k_n"], out["a"] = power_law(cs, [p["n_opt"] for p in used])
+        out["k_d"], out["b"] = power_law(cs, [p["d_opt"] for p in used])
     return out
 
 

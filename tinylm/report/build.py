@@ -233,7 +233,7 @@ def build_document(run_dirs, fig_dir: Path, cost: CostAssumptions | None = None,
             appendix.append(details)
     appendix.append(_guarded("Evaluation protocols", lambda: evaluation_appendix(ctx), sweep_log))
     appendix += [_guarded("Other sweeps", lambda: sweeps_section(ctx, sweep_objs), sweep_log),
-                 _guarded("Reproducibility: commands and files", lambda: reproducibility_section(ctx, [sweep_log]), None)]
+                 _guarded("Reproducibility: commands and files", lambda: reproducibility_section(ctx, [sweep_log], experiments), None)]
     files = {}
     try:
         files["samples_all.md"] = all_samples_md(ctx)

@@ -21,11 +21,12 @@ CURVE_ORDER = ("loss", "val_loss", "accuracy", "val_accuracy", "reward", "reward
 
 
 def alignment_appendix(ctx: Context) -> Section | None:
-    """The per-stage subsections that alignment_section moved out of the body; None when there are none."""
+    """Every alignment stage's full configuration and results (the body gives a digest of each), and,
+    for runs whose alignment.json compares methods, the stages' curves too; None when no stage ran."""
     s = Section("Alignment stages in detail")
     for run in ctx.trained:
-        if _details_in_appendix(run):
-            s.subsections += [stage_subsection(ctx, run, run.stages[n]) for n in ALIGN_STAGES if n in run.stages]
+        whole = _details_in_appendix(run)
+        s.subsections += [stage_subsection(ctx, run, run.stages[n], curves=whole) for n in ALIGN_STAGES if n in run.stages]
     return s if s.subsections else None
 
 
@@ -49,7 +50,66 @@ def _fmt_scalar(v) -> str:
     return ffloat(v, 4) if abs(v) < 1000 else fint(v)
 
 
-def stage_subsection(ctx: Context, run: Run, st: Stage) -> Section:
+def stage_digest(st: Stage) -> str:
+    """One paragraph from a stage's summary.json: method, data, the main hyperparameters, held-out
+    score and wall-clock; only the fields present are named (an empty string when none are)."""
+    sm = st.summary or {}
+    hp, data = sm.get("hyperparameters") or {}, sm.get("data") or {}
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    parts = []
+    if num(data.get("pairs")):
+        src = data.get("pairs_source")
+        made = (f" from {fint(data['prompts'])} prompts x {fint(data['samples_per_prompt'])} samples"
+                if num(data.get("prompts")) and num(data.get("samples_per_prompt")) else "")
+        ties = f", {fint(data['ties_dropped'])} tied groups dropped" if num(data.get("ties_dropped")) else ""
+        parts.append(f"{fint(data['pairs'])} {src + ' ' if isinstance(src, str) and src else ''}pairs{made}{ties}")
+    knobs = [f"{name} {hp[k]:g}" if num(hp[k]) else f"{name} {hp[k]}" for k, name in (
+        ("beta", "beta"), ("nll_weight", "NLL weight"), ("kl_coef", "KL coefficient"), ("group_size", "group size"),
+        ("lr", "learning rate"), ("steps", "steps"), ("batch_pairs", "pairs per step"), ("ref_logprobs", "reference log-probs"))
+        if k in hp and (num(hp[k]) or isinstance(hp[k], str))]
+    if knobs:
+        parts.append(", ".join(knobs))
+    if num(sm.get("heldout_score")):
+        deg = f", degenerate {fpct(sm['heldout_degenerate'])}" if num(sm.get("heldout_degenerate")) else ""
+        parts.append(f"in-training held-out check: score {ffloat(sm['heldout_score'], 3)}{deg}")
+    for k, label in (("val_accuracy", "held-out pairwise accuracy"), ("accuracy", "pairwise accuracy")):
+        if num(sm.get(k)):
+            parts.append(f"{label} {ffloat(sm[k], 3)}")
+            break
+    wall = sm.get("wall_clock_s", sm.get("elapsed_s"))
+    if num(wall):
+        load = sm.get("load_average_1_5_15")
+        parts.append(f"{ffloat(wall / 60, 1)} min wall-clock" + (f" (load {load[0]})" if isinstance(load, list) and load else ""))
+    if not parts:
+        return ""
+    return f"{STAGE_LABELS.get(sm.get('method') or st.name, st.name)}: " + "; ".join(parts) + "."
+
+
+def stage_brief(ctx: Context, run: Run, st: Stage) -> Section:
+    """The body's view of one stage: the digest and its training curves (full tables in the appendix)."""
+    sub = Section(f"{STAGE_LABELS.get(st.name, st.name)} ({run.name})")
+    text = stage_digest(st)
+    if text:
+        sub.add(Paragraph(text + " Full configuration and results: appendix, Alignment stages in detail."))
+    f = _curves(ctx, run, st)
+    if f:
+        sub.add(f)
+    if not (text or f):
+        sub.add(Missing(f"Not available: {rel(st.dir)} holds neither a readable summary.json nor metrics.jsonl."))
+    return sub
+
+
+def _curves(ctx: Context, run: Run, st: Stage):
+    keys = sorted({k for r in st.metrics for k, v in r.items() if isinstance(v, (int, float)) and k not in BOOKKEEPING},
+                  key=lambda k: (CURVE_ORDER.index(k) if k in CURVE_ORDER else len(CURVE_ORDER), k))[:9]
+    f = figures.stage_curves(st.metrics, keys, ctx.fig_dir / f"{slug(st.name)}_curves_{slug(run.name)}.png")
+    if not f:
+        return None
+    return Figure(f, f"{STAGE_LABELS.get(st.name, st.name)}: {', '.join(k for k in keys if figures.series(st.metrics, 'step', k)[0])} "
+                     "against the step.", rel(st.dir / "metrics.jsonl"))
+
+
+def stage_subsection(ctx: Context, run: Run, st: Stage, curves: bool = True) -> Section:
     sub = Section(f"{st.name.upper()} ({run.name})")
     cfg = (st.config or {}).get("config") or {}
     stage_cfg = cfg.get(st.name) or {}
@@ -61,12 +121,9 @@ def stage_subsection(ctx: Context, run: Run, st: Stage) -> Section:
     if st.summary:
         srows = [[k, _fmt_scalar(v)] for k, v in _scalars(st.summary)]
         sub.add(Table(["result", "value"], srows, caption=f"{st.name} results.", source=rel(st.dir / "summary.json"), align="ll"))
-    keys = sorted({k for r in st.metrics for k, v in r.items() if isinstance(v, (int, float)) and k not in BOOKKEEPING},
-                  key=lambda k: (CURVE_ORDER.index(k) if k in CURVE_ORDER else len(CURVE_ORDER), k))[:9]
-    f = figures.stage_curves(st.metrics, keys, ctx.fig_dir / f"{slug(st.name)}_curves_{slug(run.name)}.png")
+    f = _curves(ctx, run, st) if curves else None
     if f:
-        sub.add(Figure(f, f"{st.name}: {', '.join(k for k in keys if figures.series(st.metrics, 'step', k)[0])} "
-                          "against the step.", rel(st.dir / "metrics.jsonl")))
+        sub.add(f)
     last = last_row(st.metrics)
     acc = next(((k, v) for k in ("val_accuracy", "accuracy") for v in [
         (st.summary or {}).get(k, last.get(k))] if isinstance(v, (int, float))), None)
@@ -177,7 +234,7 @@ def alignment_section(ctx: Context) -> Section:
                             "are in the appendix, Alignment stages in detail."))
         else:
             for st in present:
-                s.subsections.append(stage_subsection(ctx, run, st))
+                s.subsections.append(stage_brief(ctx, run, st))
         after = [n for n in run.ifeval if any(n.startswith(a) for a in ALIGN_STAGES)]
         if after:
             s.add(Paragraph(f"Before/after constraint satisfaction of the aligned models is in the instruction-tuning "

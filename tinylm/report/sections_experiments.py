@@ -99,7 +99,7 @@ def scaling_section(ctx: Context, found: dict) -> Section:
         s.add(Paragraph(f"{len(rows)} runs over {len({r['budget'] for r in rows})} budgets "
                         f"({', '.join(fsi(b) for b in sorted({r['budget'] for r in rows}))} FLOPs)"
                         + (f"; load average at the end of runs {min(loads):.1f}-{max(loads):.1f}" if loads else "")
-                        + (f". Command: `{t['command']}`." if t.get("command") else ".")))
+                        + (". The command is in the appendix, Reproducibility." if t.get("command") else ".")))
     for path, fit in fits:
         a2, a3 = _approaches(fit)
         if not (a2 or a3):

@@ -171,8 +171,15 @@ def limitations_section(ctx: Context) -> Section:
     return s.add(Bullets(lim))
 
 
-def reproducibility_section(ctx: Context, extra_logs=()) -> Section:
+def reproducibility_section(ctx: Context, extra_logs=(), experiments: dict | None = None) -> Section:
+    """Commands (rebuilt per run from the saved configs; recorded per experiment table, as
+    `experiments` from sections_experiments.classify holds them) and every file read."""
     s = Section("Reproducibility: commands and files")
+    recorded = [(rel(path), obj["command"]) for kind in ("isoflop", "ablation", "ttq", "fit")
+                for path, obj in (experiments or {}).get(kind, []) if isinstance(obj.get("command"), str) and obj["command"]]
+    if recorded:
+        s.add(Paragraph("Commands recorded in the experiment tables (scaling, ablations, time to quality), as run:"),
+              Verbatim("\n\n".join(f"# {path}\n{cmd}" for path, cmd in recorded)))
     for r in ctx.runs:
         cmds = commands(r)
         if cmds:
