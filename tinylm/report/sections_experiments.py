@@ -197,8 +197,11 @@ def ablation_rows(ab: dict) -> list[dict]:
 def ablations_section(ctx: Context, found: dict) -> Section:
     s = Section("Ablations")
     tables = found.get("ablation") or []
-    for path, t in found.get("ttq") or []:
-        sub = Section("Time to quality")
+    ttqs = found.get("ttq") or []
+    for path, t in ttqs:
+        hw = t.get("hardware") if isinstance(t.get("hardware"), dict) else {}
+        where = ", ".join(str(x) for x in (hw.get("cpu"), hw.get("cpu_isa"), str(t.get("date", ""))[:10]) if x)
+        sub = Section("Time to quality" + (f" ({where})" if len(ttqs) > 1 and where else ""))
         sub.add(*time_to_quality(path, t))
         s.subsections.append(sub)
     if not tables:
