@@ -106,13 +106,20 @@ def live(serve):
 
 @pytest.fixture
 def slow_decoding(loaded, monkeypatch):
-    """Make each decoding step take 20 ms, so a generation is long enough to interrupt."""
-    model = loaded[0]
+    """Make each decoding step take 20 ms and never choose a stop token, so a generation is long enough
+    to interrupt on any machine (a sampled end-of-text after a few tokens once let one finish within a
+    0.3 s timeout on a fast CPU)."""
+    from tinylm.chat import end_id
+
+    model, tok = loaded[0], loaded[1]
     real = model.decode_step
+    stops = sorted({tok.eot_id, end_id(tok)})
 
     def slow(*a, **k):
         time.sleep(0.02)
-        return real(*a, **k)
+        logits = real(*a, **k)
+        logits[..., stops] = float("-inf")
+        return logits
     monkeypatch.setattr(model, "decode_step", slow)
 
 
