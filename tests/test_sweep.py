@@ -220,3 +220,5 @@ def test_a_grid_grows_elsewhere_from_a_copied_table(tiny_model_cfg, tiny_train_c
     (tmp_path / "broken.json").write_text('{"rows": 3')
     with pytest.raises(sweep.SweepError, match="--reuse .*broken.json: not a sweep table"):
         sweep.run(grown, tmp_path / "third", command="test", reuse=str(tmp_path / "broken.json"))
+    with pytest.raises(sweep.SweepError, match="--reuse .*absent.json: no such file"):
+        sweep.run(grown, tmp_path / "third", command="test", reuse=str(tmp_path / "absent.json"))

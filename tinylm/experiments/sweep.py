@@ -326,6 +326,8 @@ def reuse_cells(table_path, cells: list[Cell], out: Path) -> tuple[list[str], li
     malformed table."""
     path = Path(table_path)
     path = path / "sweep.json" if path.is_dir() else path
+    if not path.is_file():
+        raise SweepError(f"--reuse {path}: no such file")
     try:
         table = json.loads(path.read_text())
         rows = table["rows"]
