@@ -300,11 +300,14 @@ def run_cell(cell: Cell, out: Path, val_windows: int) -> dict:
     return row
 
 
-def _row_hardware() -> dict:
+ROW_HARDWARE = ("cpu", "cpu_id", "cpu_isa", "cpu_count")  # what a row says of the machine that trained it
+
+
+def _row_hardware(info: dict | None = None) -> dict:
     from tinylm.util import hardware_info
 
-    info = hardware_info()
-    return {k: info[k] for k in ("cpu", "cpu_id", "cpu_isa", "cpu_count") if k in info}
+    info = hardware_info() if info is None else info
+    return {k: info[k] for k in ROW_HARDWARE if k in info}
 
 
 def _comparable(config: dict) -> dict:
@@ -342,8 +345,7 @@ def reuse_cells(table_path, cells: list[Cell], out: Path) -> tuple[list[str], li
         if _comparable(row.get("config", {})) != _comparable(C.to_dict(_cell_train_config(cell, out))):
             differ.append(cell.id)
             continue
-        hw = table.get("hardware") or {}
-        row = {**row, "hardware": row.get("hardware") or {k: hw[k] for k in ("cpu", "cpu_id", "cpu_isa", "cpu_count") if k in hw},
+        row = {**row, "hardware": row.get("hardware") or _row_hardware(table.get("hardware") or {}),
                "reused_from": str(path)}
         C.save_json(row, out / "cells" / cell.id / "result.json")
         reused.append(cell.id)
