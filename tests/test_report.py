@@ -40,6 +40,19 @@ SECTIONS = ["Introduction", "Related work", "Pretraining data", "Architecture", 
             "Reproducibility: commands and files"]
 
 
+def test_every_figure_shown_exists_and_a_stale_one_is_removed(tmp_path):
+    run = make_run(tmp_path)
+    stale = tmp_path / "out" / "figures" / "lr_schedule.png"  # a figure an earlier report version wrote
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"png")
+    keep = tmp_path / "out" / "notes.txt"  # the user's own file beside the report stays
+    keep.write_text("mine")
+    paths = write_report([run], tmp_path / "out", pdf=False)
+    shown = set(re.findall(r"\(figures/([^)]+\.png)\)", paths["md"].read_text()))
+    assert shown and {p.name for p in (tmp_path / "out" / "figures").glob("*.png")} == shown
+    assert not stale.exists() and keep.read_text() == "mine"
+
+
 def test_report_contains_every_section_whose_artifacts_exist(built):
     _, _, _, md, html, tex = built
     for title in SECTIONS:

@@ -251,10 +251,13 @@ def test_time_to_quality_table_and_reading_follow_the_numbers(tmp_path):
         run = make_run(d, "x", stages=False)
         md = render_md(build_document([run], d / "figs", sweeps=[d / "bench"]), d)
         ttq = md[md.index("Time to quality: the earlier"):]
-        # flags shared by every candidate are listed once; each recipe's own flags under the table
-        assert re.search(r"\| muon_1200 \| 4.92M \| 1575 \| 0.315 \| (1.6674|1.5701) \| (no|yes) \|", ttq)
-        assert "- every candidate: `--train.optimizer muon`" in ttq and "- muon_lr: `--train.muon_lr 0.04`" in ttq
-        assert "- muon_1200: `(common flags)`" in ttq and "- baseline, the earlier default: `--preset 1m" in ttq
+        body, appendix = ttq[:ttq.index("Time-to-quality recipes\n")], ttq[ttq.index("Time-to-quality recipes\n"):]
+        assert re.search(r"\| muon_1200 \| 4.92M \| 1575 \| 0.315 \| (1.6674|1.5701) \| (no|yes) \|", body)
+        assert body.index("| baseline |") < body.index("| muon_1200 |")  # the reference row first
+        # the flags go to the appendix: those shared by every candidate once, then each recipe's own
+        assert "--train.muon_lr" not in body and "every candidate" not in body
+        assert "- every candidate: `--train.optimizer muon`" in appendix and "- muon_lr: `--train.muon_lr 0.04`" in appendix
+        assert "- muon_1200: `(common flags)`" in appendix and "- baseline, the earlier default: `--preset 1m" in appendix
         assert "load average 2.0-2.8 during the runs" in ttq
         if reached:
             assert "muon_1200 reached the baseline's 1.5737 bits per byte in at most half" in ttq
@@ -319,3 +322,35 @@ def test_alignment_stage_is_a_digest_in_the_body_and_its_tables_in_the_appendix(
     (run / "dpo" / "summary.json").write_text("{not json")
     md = render_md(build_document([run], tmp_path / "figs2", sweeps=[]), tmp_path)
     assert "could not be built" not in md and "DPO (t)" in md  # the curves still stand in the body
+
+
+def test_setup_table_names_the_optimizer_and_schedule_the_run_used(tmp_path):
+    """A Muon/WSD run was once reported as "AdamW ... cosine": the rows follow the saved train config."""
+    for optimizer, schedule in (("adamw", "cosine"), ("muon", "wsd")):
+        d = tmp_path / optimizer
+        run = make_run(d, "x", stages=False)
+        cfg = json.loads((run / "config.json").read_text())
+        cfg["config"]["train"].update(optimizer=optimizer, schedule=schedule, muon_lr=0.02, decay_frac=0.2, lr=0.003)
+        _json(run / "config.json", cfg)
+        md = render_md(build_document([run], d / "figs"), d)
+        row = lambda label: next(line for line in md.splitlines() if line.startswith(f"| {label} |"))  # noqa: E731
+        if optimizer == "muon":
+            assert row("optimizer").startswith("| optimizer | Muon (momentum") and "AdamW" in row("optimizer")
+            assert row("peak learning rate") == "| peak learning rate | 0.02 (Muon), 0.003 (AdamW) |"
+            assert "warmup-stable-decay" in row("schedule") and "last 20.0% of steps" in row("schedule")
+        else:
+            assert row("optimizer").startswith("| optimizer | AdamW") and "Muon" not in row("optimizer")
+            assert row("peak learning rate") == "| peak learning rate | 0.003 |" and "cosine" in row("schedule")
+
+
+def test_contamination_is_one_sentence_in_the_body_and_a_table_in_the_appendix(tmp_path):
+    from tinylm.report.sections_data import contamination_summary
+
+    task = lambda dirty, checkable: {"examples": checkable, "checkable": checkable, "dirty_examples": dirty,  # noqa: E731
+                                     "ngrams": 1000, "ngrams_in_train": dirty}
+    ds = {"n": 13, "source": "tinystories", "tasks": {"held-out split": task(9, 10), "bpb-tinystories": task(1, 10),
+                                                      "hellaswag": task(3, 100), "mmlu": {"error": "unreadable"}}}
+    text = contamination_summary(ds)
+    # the held-out split is the same books as bpb-tinystories, which the table also skips
+    assert "of 2 sets checked, the dirtiest is bpb-tinystories with 10.0% of its checkable examples" in text
+    assert contamination_summary({"tasks": {}}) == ""

@@ -16,9 +16,10 @@ from tinylm.report.artifacts import FileLog, load_run, read_sweeps
 from tinylm.report.cost import CostAssumptions
 from tinylm.report.comparison import comparison_section
 from tinylm.report.document import Document, Missing, Section, fci, fduration, ffloat, fint, fsi
-from tinylm.report.sections_experiments import ablations_section, classify, scaling_section
+from tinylm.report.sections_experiments import ablations_section, classify, scaling_section, ttq_recipes_appendix
 from tinylm.report.sections_extra import limitations_section, reproducibility_section, sweeps_section
-from tinylm.report.sections_frame import conclusion, ifeval_change, introduction, references, related_work
+from tinylm.report.sections_frame import (alignment_sentence, conclusion, ifeval_change, introduction, references,
+                                         related_work)
 from tinylm.report.sections_samples import all_samples_md, samples_section
 from tinylm.report.sections_alignment import alignment_appendix, alignment_section
 from tinylm.report.sections_results import evaluation_appendix, evaluation_section, primary, sft_examples_appendix, sft_section
@@ -27,46 +28,6 @@ from tinylm.report.sections_setup import (Context, architecture_section, corpus_
                                           pretrain_numbers, summary_table, training_section)
 
 HEADLINE_TASKS = ("wikitext", "blimp", "hellaswag", "arc-easy", "mmlu", "ifeval")
-
-
-def alignment_sentence(r) -> str:
-    """The best aligned model of alignment.json against SFT, with both intervals, whether they separate,
-    and the cost in TinyStories bits per byte; "" when the file is missing or malformed."""
-    try:
-        methods = r.alignment["methods"]
-        sft = methods["sft"]
-        rows = [(k, m) for k, m in methods.items() if k != "sft" and isinstance(m, dict) and isinstance(m.get("greedy"), dict)
-                and isinstance(m["greedy"].get("score"), (int, float)) and isinstance(m["greedy"].get("ci95"), (int, float))]
-        if not rows:
-            return ""
-        name, best = max(rows, key=lambda kv: kv[1]["greedy"]["score"])
-        b, s = best["greedy"], sft["greedy"]
-        resolved = b["score"] - b["ci95"] > s["score"] + s["ci95"]
-        bpb = ""
-        if isinstance(best.get("bpb_tinystories"), (int, float)) and isinstance(sft.get("bpb_tinystories"), (int, float)):
-            bpb = (f", while TinyStories bits per byte go from {ffloat(sft['bpb_tinystories'], 3)} to "
-                   f"{ffloat(best['bpb_tinystories'], 3)}")
-        return (f" Of {len(rows)} alignment methods scored on the same held-out instructions, {r.label(name)} does best: "
-                f"greedy constraint satisfaction {fci(b['score'], b['ci95'])} against {fci(s['score'], s['ci95'])} after SFT"
-                f" ({'the intervals separate' if resolved else 'the intervals overlap'}){bpb}.")
-    except (TypeError, KeyError, AttributeError):
-        return _ifeval_alignment_sentence(r)
-
-
-def _ifeval_alignment_sentence(r) -> str:
-    """Without alignment.json (the default pipeline writes ifeval-<stage>.json only): the best greedy
-    ifeval of an alignment stage against SFT's, with both intervals; "" when either is missing."""
-    ok = lambda d: isinstance(d, dict) and d.get("decoding", "greedy") == "greedy" and all(  # noqa: E731
-        isinstance(d.get(k), (int, float)) and not isinstance(d.get(k), bool) for k in ("score", "ci95"))
-    sft = r.ifeval.get("sft")
-    rows = [(k, d) for k, d in r.ifeval.items() if k in ("rm", "rft", "dpo", "ppo", "grpo") and ok(d)]
-    if not ok(sft) or not rows:
-        return ""
-    name, b = max(rows, key=lambda kv: kv[1]["score"])
-    resolved = b["score"] - b["ci95"] > sft["score"] + sft["ci95"]
-    return (f" After {name.upper()}, greedy constraint satisfaction on the same held-out instructions is "
-            f"{fci(b['score'], b['ci95'])} against {fci(sft['score'], sft['ci95'])} after SFT "
-            f"({'the intervals separate' if resolved else 'the intervals overlap'}).")
 
 
 def abstract(ctx: Context) -> str:
@@ -232,6 +193,9 @@ def build_document(run_dirs, fig_dir: Path, cost: CostAssumptions | None = None,
         if details.title != "-":
             appendix.append(details)
     appendix.append(_guarded("Evaluation protocols", lambda: evaluation_appendix(ctx), sweep_log))
+    recipes = _guarded("Time-to-quality recipes", lambda: ttq_recipes_appendix(experiments) or Section("-"), sweep_log)
+    if recipes.title != "-":
+        appendix.append(recipes)
     appendix += [_guarded("Other sweeps", lambda: sweeps_section(ctx, sweep_objs), sweep_log),
                  _guarded("Reproducibility: commands and files", lambda: reproducibility_section(ctx, [sweep_log], experiments), None)]
     files = {}
@@ -289,6 +253,12 @@ def write_report(run_dirs, out, pdf: bool = True, cost: CostAssumptions | None =
         atomic_write_text(paths[kind], render())
     for name, text in doc.files.items():
         atomic_write_text(out / name, text)
+    # figures/ belongs to the report: a PNG an earlier version wrote and this one does not show would be a stale
+    # figure next to a fresh report
+    shown = {Path(f.path).name for f in doc.figures()}
+    for stale in fig_dir.glob("*.png") if fig_dir.is_dir() else []:
+        if stale.name not in shown:
+            stale.unlink()
     card = model_card_of(run_dirs, cost)
     if card:
         paths["card"] = out / "model_card.md"

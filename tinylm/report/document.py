@@ -22,6 +22,7 @@ class Paragraph:
 @dataclass
 class Bullets:
     items: list[str]
+    compact: bool = False  # a reference list: small type, no bullet marks, hanging indent (PDF only)
 
 
 @dataclass
@@ -84,7 +85,7 @@ class Document:
             out.extend(b for b in s.blocks if isinstance(b, Figure))
             for sub in s.subsections:
                 walk(sub)
-        for s in self.sections:
+        for s in self.sections + list(self.appendix):
             walk(s)
         return out
 

@@ -41,10 +41,11 @@ def _save(fig, path: Path) -> Path:
 
 def loss_curves(runs: dict[str, list[dict]], path: Path, val_key: str = "val_bpb",
                 val_label: str = "validation bits per byte") -> Path | None:
-    """2 x 2: training loss and validation metric, against tokens and against wall-clock minutes."""
+    """2 x 3: training loss (top) and validation metric (bottom) against tokens and against wall-clock
+    minutes, then the learning rate (top right) and training tokens/s (bottom right) against the step."""
     if not any(series(rows, "tokens", "loss")[0] or series(rows, "tokens", val_key)[0] for rows in runs.values()):
         return None
-    fig, axes = plt.subplots(2, 2, figsize=(6.4, 4.0))
+    fig, axes = plt.subplots(2, 3, figsize=(7.5, 4.0))
     panels = [(0, "loss", "training loss (nats/token)"), (1, val_key, val_label)]
     for row_i, key, label in panels:
         for col, (x, scale, xlabel) in enumerate((("tokens", 1e6, "tokens (millions)"),
@@ -59,14 +60,7 @@ def loss_curves(runs: dict[str, list[dict]], path: Path, val_key: str = "val_bpb
             ax.set_ylabel(label)
             if len(runs) > 1 and ax.get_legend_handles_labels()[0]:
                 ax.legend()
-    return _save(fig, path)
-
-
-def lr_and_throughput(runs: dict[str, list[dict]], path: Path) -> Path | None:
-    """Learning rate and training tokens/s against the step."""
-    if not any(series(rows, "step", "lr")[0] for rows in runs.values()):
-        return None
-    fig, (a, b) = plt.subplots(1, 2, figsize=(6.4, 2.4))
+    a, b = axes[0][2], axes[1][2]
     for name, rows in runs.items():
         a.plot(*series(rows, "step", "lr"), lw=1.2, label=name)
         xs, ys = series(rows, "step", "tok_per_s")
@@ -75,10 +69,8 @@ def lr_and_throughput(runs: dict[str, list[dict]], path: Path) -> Path | None:
     a.set_ylabel("learning rate")
     a.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     b.set_xlabel("step")
-    b.set_ylabel("training tokens/s (thousands)")
+    b.set_ylabel("tokens/s (thousands)")
     b.set_ylim(bottom=0)
-    if len(runs) > 1:
-        a.legend()
     return _save(fig, path)
 
 
@@ -195,7 +187,7 @@ def isoflop(rows: list[dict], y: str, path: Path) -> Path | None:
     budgets = sorted({r["budget"] for r in rows if _num(r.get("budget"))})
     if not budgets:
         return None
-    fig, ax = plt.subplots(figsize=(5.0, 3.0))
+    fig, ax = plt.subplots(figsize=(5.0, 2.6))
     for b in budgets:
         pts = sorted((r["params"], r[y]) for r in rows if r.get("budget") == b and _num(r.get("params")) and _num(r.get(y)))
         if pts:
@@ -215,11 +207,14 @@ def deltas(names: list[str], values: list, halves: list, path: Path, y: str) -> 
     pts = [(n, v, h) for n, v, h in zip(names, values, halves) if _num(v)]
     if not pts:
         return None
-    fig, ax = plt.subplots(figsize=(5.0, 0.5 + 0.35 * len(pts)))
+    fig, ax = plt.subplots(figsize=(5.0, 0.5 + 0.2 * len(pts)))
     ys = range(len(pts))
     ax.barh(list(ys), [p[1] for p in pts], xerr=[p[2] if _num(p[2]) else 0 for p in pts], capsize=3,
             color=["#c0504d" if p[1] > 0 else "#4f81bd" for p in pts])
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(list(ys), [p[0] for p in pts])
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # signed tick labels collide at the default density
     ax.set_xlabel(f"change in {y} vs baseline (lower is better)")
     return _save(fig, path)

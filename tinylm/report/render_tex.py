@@ -82,15 +82,15 @@ PREAMBLE = r"""\documentclass[10pt,letterpaper]{article}
 % no placeins: its barrier at every section left most of a page blank whenever a section opened with a
 % figure that did not fit below the previous section's last float (the appendix starts with \clearpage)
 \renewcommand{\topfraction}{0.9}\renewcommand{\bottomfraction}{0.8}\renewcommand{\textfraction}{0.07}
-\renewcommand{\floatpagefraction}{0.75}\setcounter{topnumber}{3}\setcounter{totalnumber}{5}
+\renewcommand{\floatpagefraction}{0.85}\setcounter{topnumber}{3}\setcounter{totalnumber}{5}
 \setlength{\parindent}{0pt}
-\setlength{\parskip}{5.5pt}
+\setlength{\parskip}{4.5pt}
 \setlength{\emergencystretch}{3em}
 \sloppy
 \renewcommand{\arraystretch}{1.1}
 \makeatletter
-\renewcommand{\section}{\@startsection{section}{1}{\z@}{-2.0ex \@plus -0.5ex \@minus -0.2ex}%
-  {1.5ex \@plus 0.3ex \@minus 0.2ex}{\large\bfseries\raggedright}}
+\renewcommand{\section}{\@startsection{section}{1}{\z@}{-1.7ex \@plus -0.5ex \@minus -0.2ex}%
+  {1.1ex \@plus 0.3ex \@minus 0.2ex}{\large\bfseries\raggedright}}
 \renewcommand{\subsection}{\@startsection{subsection}{2}{\z@}{-1.8ex \@plus -0.5ex \@minus -0.2ex}%
   {0.8ex \@plus 0.2ex}{\normalsize\bfseries\raggedright}}
 \makeatother
@@ -173,6 +173,9 @@ def _verbatim(v: Verbatim) -> str:
 def _block(b, out_dir: Path) -> str:
     if isinstance(b, Paragraph):
         return _text(b.text) + "\n"
+    if isinstance(b, Bullets) and b.compact:
+        return ("{\\footnotesize\\begin{list}{}{\\leftmargin=1.5em\\itemindent=-1.5em\\itemsep=1pt\\parsep=0pt\\topsep=0pt}\n"
+                + "\n".join(f"\\item {_text(i)}" for i in b.items) + "\n\\end{list}}\n")
     if isinstance(b, Bullets):
         return ("\\begin{itemize}\\setlength{\\itemsep}{1pt}\n" + "\n".join(f"\\item {_text(i)}" for i in b.items)
                 + "\n\\end{itemize}\n")
@@ -190,8 +193,8 @@ def _block(b, out_dir: Path) -> str:
 def render_tex(doc: Document, out_dir) -> str:
     out_dir = Path(out_dir)
     out = [PREAMBLE, r"\begin{document}",
-           r"\begin{center}\rule{\linewidth}{4pt}\\[0.25in]{\LARGE\bfseries " + _text(doc.title) + r"\par}"
-           r"\vspace{0.2in}\rule{\linewidth}{1pt}\\[0.15in]" + _text(doc.subtitle) + r"\\" + tex_escape(doc.date)
+           r"\begin{center}\rule{\linewidth}{4pt}\\[0.15in]{\LARGE\bfseries " + _text(doc.title) + r"\par}"
+           r"\vspace{0.12in}\rule{\linewidth}{1pt}\\[0.1in]" + _text(doc.subtitle) + r"\\" + tex_escape(doc.date)
            + r"\end{center}",
            r"\begin{center}{\large\bfseries Abstract}\end{center}",
            r"\begin{quote}\small " + _text(doc.abstract) + r"\end{quote}"]

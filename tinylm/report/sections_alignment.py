@@ -16,17 +16,19 @@ from tinylm.report.sections_setup import Context, last_row, missing, rel
 
 ALIGN_STAGES = ("rm", "rft", "dpo", "ppo", "grpo")
 BOOKKEEPING = {"step", "tokens", "loss_tokens", "lr", "grad_norm", "tok_per_s", "mfu", "elapsed_s"}
-CURVE_ORDER = ("loss", "val_loss", "accuracy", "val_accuracy", "reward", "reward_margin", "chosen_reward",
-               "rejected_reward", "kl", "val_kl", "entropy")
+CURVE_ORDER = ("loss", "val_loss", "accuracy", "val_accuracy", "reward_accuracy", "reward", "mean_reward",
+               "reward_margin", "pass_rate", "heldout_score", "kl", "kl_ref", "approx_kl", "heldout_logratio", "val_kl",
+               "heldout_degenerate", "dead_group_frac", "clip_frac", "entropy", "value_loss", "chosen_reward",
+               "rejected_reward")
+BODY_CURVES = 6  # panels of a stage's figure in the body (2 rows of 3); the appendix draws all of them
 
 
 def alignment_appendix(ctx: Context) -> Section | None:
-    """Every alignment stage's full configuration and results (the body gives a digest of each), and,
-    for runs whose alignment.json compares methods, the stages' curves too; None when no stage ran."""
+    """Every alignment stage's full configuration, results and every curve it logged (the body gives a
+    digest of each and at most BODY_CURVES panels); None when no stage ran."""
     s = Section("Alignment stages in detail")
     for run in ctx.trained:
-        whole = _details_in_appendix(run)
-        s.subsections += [stage_subsection(ctx, run, run.stages[n], curves=whole) for n in ALIGN_STAGES if n in run.stages]
+        s.subsections += [stage_subsection(ctx, run, run.stages[n]) for n in ALIGN_STAGES if n in run.stages]
     return s if s.subsections else None
 
 
@@ -91,7 +93,7 @@ def stage_brief(ctx: Context, run: Run, st: Stage) -> Section:
     text = stage_digest(st)
     if text:
         sub.add(Paragraph(text + " Full configuration and results: appendix, Alignment stages in detail."))
-    f = _curves(ctx, run, st)
+    f = _curves(ctx, run, st, BODY_CURVES)
     if f:
         sub.add(f)
     if not (text or f):
@@ -99,10 +101,11 @@ def stage_brief(ctx: Context, run: Run, st: Stage) -> Section:
     return sub
 
 
-def _curves(ctx: Context, run: Run, st: Stage):
+def _curves(ctx: Context, run: Run, st: Stage, limit: int = 9):
     keys = sorted({k for r in st.metrics for k, v in r.items() if isinstance(v, (int, float)) and k not in BOOKKEEPING},
-                  key=lambda k: (CURVE_ORDER.index(k) if k in CURVE_ORDER else len(CURVE_ORDER), k))[:9]
-    f = figures.stage_curves(st.metrics, keys, ctx.fig_dir / f"{slug(st.name)}_curves_{slug(run.name)}.png")
+                  key=lambda k: (CURVE_ORDER.index(k) if k in CURVE_ORDER else len(CURVE_ORDER), k))[:limit]
+    tag = "" if limit == 9 else f"_{limit}"
+    f = figures.stage_curves(st.metrics, keys, ctx.fig_dir / f"{slug(st.name)}_curves{tag}_{slug(run.name)}.png")
     if not f:
         return None
     return Figure(f, f"{STAGE_LABELS.get(st.name, st.name)}: {', '.join(k for k in keys if figures.series(st.metrics, 'step', k)[0])} "

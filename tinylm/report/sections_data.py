@@ -290,11 +290,27 @@ def data_section(ctx: Context) -> Section:
                    + ". Whole books are far longer than the 256-token context, so the model sees windows of them.")
             s.add(Figure(f, cap, "data_stats.json"))
         ct, reading = contamination_table(ds)
-        if ct:
-            s.add(ct, Bullets(reading))
-        elif reading:
-            s.add(Bullets(reading))
+        if ct or reading:
+            s.add(Paragraph(contamination_summary(ds) + " ".join(reading)
+                            + (" The table per evaluation set: appendix, Pretraining data in detail." if ct else "")))
     return s
+
+
+def contamination_summary(ds: dict) -> str:
+    """One sentence for the body: how many evaluation sets were checked against the training text and
+    the largest dirty share among them (the table goes to the appendix)."""
+    n = ds.get("n", 13)
+    tasks = ds.get("tasks") or {}
+    shares = [(e["dirty_examples"] / e["checkable"], t) for t, e in tasks.items()
+              if isinstance(e, dict) and isinstance(e.get("ngrams"), int) and e.get("checkable")
+              and isinstance(e.get("dirty_examples"), int)
+              and not (t == "held-out split" and f"bpb-{ds.get('source')}" in tasks)]  # as in the table
+    if not shares:
+        return ""
+    top, name = max(shares)
+    return (f"Contamination check (GPT-3 App. C): an example of an evaluation set is dirty when any of its word "
+            f"{n}-grams occurs in the training text; of {len(shares)} sets checked, the dirtiest is {name} with "
+            f"{fpct(top)} of its checkable examples. ")
 
 
 def data_appendix(ctx: Context) -> Section:
@@ -324,6 +340,9 @@ def data_appendix(ctx: Context) -> Section:
             bt = bpt_table(run, ds)
             if bt:
                 sub.add(bt)
+            ct, _ = contamination_table(ds)
+            if ct:
+                sub.add(ct)
             if ds.get("seconds") is not None:
                 sub.add(Paragraph(f"These statistics took {ds['seconds']} s to compute (load average "
                                   f"{', '.join(str(x) for x in ds.get('loadavg') or [])} when done) and are cached in "

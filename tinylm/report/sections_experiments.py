@@ -106,18 +106,32 @@ def scaling_section(ctx: Context, found: dict) -> Section:
             s.add(Missing(f"Not available: {rel(path)} has no approach2/approach3 fit for {fit.get('primary')}."))
             continue
         rows = []
-        for name, key, src in (("N_opt exponent a (N_opt ~ C^a)", "a", a2), ("D_opt exponent b (D_opt ~ C^b)", "b", a2),
-                               ("E (irreducible loss)", "E", a3), ("alpha (N term)", "alpha", a3),
-                               ("beta (D term)", "beta", a3), ("N_opt exponent a, exact FLOPs", "a", a3)):
+        for name, key, src in (("exponent a, N_opt ~ C^a", "a", a2), ("exponent b, D_opt ~ C^b", "b", a2),
+                               ("E, irreducible loss", "E", a3), ("alpha, N term", "alpha", a3),
+                               ("beta, D term", "beta", a3), ("exponent a, exact FLOPs", "a", a3)):
             if _num(src.get(key)):
-                rows.append([name, "IsoFLOP parabolas" if src is a2 else "parametric L(N, D)", _cell_ci(src[key], src.get(f"{key}_ci"))])
+                rows.append([name, "IsoFLOP" if src is a2 else "L(N, D)", _cell_ci(src[key], src.get(f"{key}_ci"))])
+        outside = []
         for p in a2.get("per_budget") if isinstance(a2.get("per_budget"), list) else []:
             if isinstance(p, dict) and _num(p.get("budget")):
-                rows.append([f"N_opt at C = {p['budget']:.0e}", "IsoFLOP parabolas",
-                             _cell_ci(p.get("n_opt"), p.get("n_opt_ci")) + ("" if p.get("inside", True) else " (extrapolated)")])
-        s.add(Table(["quantity", "method", "estimate [95% bootstrap interval]"], rows, align="lll",
+                if not p.get("inside", True):  # a vertex outside the sizes trained: its interval says nothing
+                    outside.append(f"{p['budget']:.0e}")
+                    continue
+                rows.append([f"N_opt; tokens/param at {p['budget']:.0e}", "IsoFLOP",
+                             _cell_ci(p.get("n_opt"), p.get("n_opt_ci"), ".2g") + "; "
+                             + _cell_ci(p.get("tokens_per_param"), p.get("tokens_per_param_ci"), ".2g")])
+        top = tokens_per_param_by_convention(fit)
+        if top:
+            rows.append([f"tokens/param at {top[0]:.0e}", "L(N, D)",
+                         "; ".join(f"{name} {cell}" for name, cell in top[1])])
+        s.add(Table(["quantity", "fit", "estimate [95% bootstrap interval]"], rows, align="lll",
                     caption=f"Scaling fits of {fit.get('sweep', '?')} ({fit.get('y', 'val_bpb')}, N = {fit.get('primary')}), "
-                            f"{fit.get('n_bootstrap', '?')} bootstrap resamples.", source=rel(path)))
+                            f"{fit.get('n_bootstrap', '?')} bootstrap resamples. IsoFLOP: a parabola in log N per budget "
+                            "(Chinchilla approach 2); L(N, D): the parametric law (approach 3)."
+                            + (f" Budgets whose IsoFLOP minimum lies outside the sizes trained ({', '.join(outside)}) "
+                               "have no N_opt row." if outside else "")
+                            + " Tokens/param by parameter count: all parameters, non-embedding, matrices only.",
+                    source=rel(path)))
         s.add(Paragraph(scaling_reading(fit)))
     return s
 
@@ -144,6 +158,26 @@ def isoflop_reading(rows: list[dict], y: str, fitted: bool) -> str:
     return text
 
 
+def tokens_per_param_by_convention(fit: dict) -> tuple[float, list[tuple[str, str]]] | None:
+    """The parametric law's compute-optimal tokens per parameter at the largest budget, under every
+    parameter-count convention in the fit: (budget, [(convention label, "value [lo, hi]")]); None when
+    the fit has no approach-3 per-budget rows."""
+    conv = fit.get("conventions") if isinstance(fit.get("conventions"), dict) else {}
+    labels = {"params": "all", "params_non_embedding": "non-embedding", "params_matrices": "matrices"}
+    out, budget = [], None
+    for key, label in labels.items():
+        a3 = (conv.get(key) or {}).get("approach3") if isinstance(conv.get(key), dict) else None
+        per = [p for p in (a3 or {}).get("per_budget") or [] if isinstance(p, dict) and _num(p.get("budget"))
+               and _num(p.get("tokens_per_param"))] if isinstance(a3, dict) else []
+        if not per:
+            continue
+        p = max(per, key=lambda p: p["budget"])
+        budget = p["budget"] if budget is None else budget
+        if p["budget"] == budget:
+            out.append((label, _cell_ci(p["tokens_per_param"], p.get("tokens_per_param_ci"))))
+    return (budget, out) if out else None
+
+
 def scaling_reading(fit: dict) -> str:
     """Two sentences from the fit: the exponent against Chinchilla's, decided by its interval; and how well
     the law predicts a budget it was not fitted on."""
@@ -167,7 +201,15 @@ def scaling_reading(fit: dict) -> str:
                   f"{h['mean_abs_error']:.3f} {fit.get('y', 'val_bpb')} on average (worst {h.get('max_abs_error', float('nan')):.3f}).")
     else:
         second = "No leave-one-budget-out check was recorded, so the law's predictions are untested."
-    return f"{first} {second}"
+    top = tokens_per_param_by_convention(fit)
+    third = ""
+    if top and top[1][0][0] == "all":
+        others = "; ".join(f"{name} {cell}" for name, cell in top[1][1:])
+        third = (f" At {top[0]:.0e} FLOPs the parametric law puts the compute-optimal data at {top[1][0][1]} tokens per "
+                 f"parameter counting all parameters" + (f" ({others} under the other counts)" if others else "")
+                 + f", against Chinchilla's ~{fit.get('chinchilla_tokens_per_param', 20):g} and the "
+                   f"~{fit.get('small_scale_tokens_per_param', 10):g} of small-scale replications.")
+    return f"{first} {second}{third}"
 
 
 def ablation_rows(ab: dict) -> list[dict]:
@@ -198,11 +240,11 @@ def ablations_section(ctx: Context, found: dict) -> Section:
     s = Section("Ablations")
     tables = found.get("ablation") or []
     ttqs = found.get("ttq") or []
-    for path, t in ttqs:
+    for i, (path, t) in enumerate(ttqs):
         hw = t.get("hardware") if isinstance(t.get("hardware"), dict) else {}
         where = ", ".join(str(x) for x in (hw.get("cpu"), hw.get("cpu_isa"), str(t.get("date", ""))[:10]) if x)
         sub = Section("Time to quality" + (f" ({where})" if len(ttqs) > 1 and where else ""))
-        sub.add(*time_to_quality(path, t))
+        sub.add(*time_to_quality(path, t, method=i == 0))
         s.subsections.append(sub)
     if not tables:
         return s.add(Missing("Not available: no ablation table (sweep.json with an \"ablation\" block) was found; run "
@@ -252,19 +294,15 @@ def _flag_diff(flags: str, base: str) -> str:
     return " ".join(p for p in pairs(flags or "") if p not in b and not p.startswith(skip))
 
 
-def time_to_quality(path: str, t: dict) -> list:
+def time_to_quality(path: str, t: dict, method: bool = True) -> list:
     """The time-to-quality benchmark: every recipe's training time relative to the baseline's and its
-    final bits per byte on the whole validation shard, with the target and whether it was reached."""
-    recipes = [(n, r) for n, r in t["recipes"].items() if isinstance(r, dict) and _num(r.get("val_bpb"))
-               and _num(r.get("wall_ratio"))]
+    final bits per byte on the whole validation shard, with the target and whether it was reached.
+    `method` False leaves out the sentence that describes the benchmark (said once per report)."""
+    recipes = sorted(((n, r) for n, r in t["recipes"].items() if isinstance(r, dict) and _num(r.get("val_bpb"))
+                      and _num(r.get("wall_ratio"))), key=lambda nr: nr[0] != "baseline")  # the baseline first
     base = t["recipes"].get("baseline") if isinstance(t["recipes"].get("baseline"), dict) else {}
     if not recipes or not _num(base.get("val_bpb")):
         return [Missing(f"Not available: {rel(path)} has no baseline and candidate rows with val_bpb and wall_ratio.")]
-    pairs = lambda text: [" ".join(p) for p in zip(text.split()[::2], text.split()[1::2])]  # noqa: E731
-    cands = [pairs(_flag_diff(r.get("flags", ""), "")) for n, r in recipes if n != "baseline"]
-    common = [p for p in cands[0] if all(p in c for c in cands)] if len(cands) > 1 else []
-    own = {n: " ".join(p for p in pairs(_flag_diff(r.get("flags", ""), "")) if p not in common) or "(common flags)"
-           for n, r in recipes if n != "baseline"}
     rows = [[n, fsi(r.get("tokens")), ffloat(r.get("train_elapsed_s") or r.get("wall_s"), 0), f"{r['wall_ratio']:.3f}",
              f"{r['val_bpb']:.4f}", "yes" if r.get("reached") else "no"] for n, r in recipes]
     loads = [x for _, r in recipes for x in (r.get("loadavg_during") or []) if isinstance(x, list) and x and _num(x[0])]
@@ -275,17 +313,38 @@ def time_to_quality(path: str, t: dict) -> list:
                f"No candidate reached the baseline's {base['val_bpb']:.4f} bits per byte in at most half its training "
                "time" + (f"; the closest ended {best['val_bpb'] - base['val_bpb']:+.4f} from it at "
                          f"{best['wall_ratio']:.2f} of the time." if best else "."))
-    return [Paragraph("Time to quality: the earlier default recipe (baseline) and candidate recipes trained side by side, "
-                      f"{t.get('threads_per_run', 1)} thread each, final checkpoints scored on the whole validation shard. "
-                      + reading),
-            Paragraph("Recipes (`tinylm pretrain` flags):"),
-            Bullets([f"baseline, the earlier default: `{t.get('baseline_flags') or '?'}`"]
-                    + ([f"every candidate: `{' '.join(common)}`"] if common else [])
-                    + [f"{n}: `{f}`" for n, f in own.items()]),
+    how = ("Time to quality: the earlier default recipe (baseline) and candidate recipes trained side by side, "
+           f"{t.get('threads_per_run', 1)} thread each, final checkpoints scored on the whole validation shard. ")
+    return [Paragraph((how if method else "") + reading
+                      + (" Each recipe's flags: appendix, Time-to-quality recipes." if method else "")),
             Table(["recipe", "tokens", "training s", "time ratio", "val bpb", "reached"], rows, align="lrrrrl",
                   caption="Time to quality. Time ratio: training wall-clock over the baseline's"
                           + (f" (load average {min(x[0] for x in loads):.1f}-{max(x[0] for x in loads):.1f} during the runs)"
                              if loads else "") + f". Target: {t.get('target', 'n/a')}.", source=rel(path))]
+
+
+def time_to_quality_recipes(path: str, t: dict) -> list:
+    """The `tinylm pretrain` flags of every recipe of one time-to-quality table: the baseline's, the
+    flags all candidates share (once), then each candidate's own. Empty when the table has no recipes."""
+    recipes = [(n, r) for n, r in (t.get("recipes") or {}).items() if isinstance(r, dict) and n != "baseline"]
+    if not recipes:
+        return []
+    pairs = lambda text: [" ".join(p) for p in zip(text.split()[::2], text.split()[1::2])]  # noqa: E731
+    cands = [pairs(_flag_diff(r.get("flags", ""), "")) for _, r in recipes]
+    common = [p for p in cands[0] if all(p in c for c in cands)] if len(cands) > 1 else []
+    own = {n: " ".join(p for p in pairs(_flag_diff(r.get("flags", ""), "")) if p not in common) or "(common flags)"
+           for n, r in recipes}
+    return [Paragraph(f"Recipes of {rel(path)} (`tinylm pretrain` flags; bookkeeping flags, the same for all, omitted):"),
+            Bullets([f"baseline, the earlier default: `{t.get('baseline_flags') or '?'}`"]
+                    + ([f"every candidate: `{' '.join(common)}`"] if common else [])
+                    + [f"{n}: `{f}`" for n, f in own.items()])]
+
+
+def ttq_recipes_appendix(found: dict) -> Section | None:
+    """Appendix: the flags of every time-to-quality recipe (the body keeps only the tables)."""
+    blocks = [b for path, t in found.get("ttq") or [] if isinstance(t.get("recipes"), dict)
+              for b in time_to_quality_recipes(path, t)]
+    return Section("Time-to-quality recipes", blocks) if blocks else None
 
 
 def ablation_reading(rows: list[dict]) -> str:

@@ -168,7 +168,7 @@ def limitations_section(ctx: Context) -> Section:
         if absent:
             lim.append(f"{r.name}: stages without artifacts, so not reported: {', '.join(absent)}.")
     lim.append("Costs are estimates from wall-clock and stated assumptions, not measurements of power.")
-    return s.add(Bullets(lim))
+    return s.add(Paragraph(" ".join(lim)))
 
 
 def reproducibility_section(ctx: Context, extra_logs=(), experiments: dict | None = None) -> Section:

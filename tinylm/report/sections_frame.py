@@ -8,7 +8,7 @@ worse); related work is fixed text with the references the report's methods come
 from __future__ import annotations
 
 from tinylm.report.artifacts import STAGE_LABELS
-from tinylm.report.document import Bullets, Paragraph, Section, ffloat, fint, fsi
+from tinylm.report.document import Bullets, Paragraph, Section, fci, ffloat, fint, fsi
 from tinylm.report.reading import verdict
 from tinylm.report.sections_setup import Context, corpus_of, pretrain_numbers
 
@@ -64,14 +64,12 @@ def introduction(ctx: Context) -> Section:
           "and its reasons, the training run and its cost, instruction tuning"
         + (" and alignment" if any(x in r.stages for x in ("rm", "dpo", "ppo", "grpo")) else "")
         + ", and an evaluation whose every score carries a 95% interval."))
-    items = ["a data section in the style of Llama 2 §2.1, with a 13-gram contamination check of every evaluation set;",
-             "training curves, throughput and an energy estimate with every assumption stated;",
-             "evaluation on standard benchmarks with intervals, and which differences those intervals resolve;",
-             "a comparison with published small models on one footing (bits per byte);",
-             "samples chosen by a stated rule, and a model card."]
-    s.add(Paragraph("What the report contains:"), Bullets(items))
-    s.add(Paragraph("Every number is read from the run's artifacts; tables name their source file, and the appendix "
-                    "lists the commands that wrote them."))
+    s.add(Paragraph("Beyond the run itself, the report gives a data section in the style of Llama 2 §2.1 with a 13-gram "
+                    "contamination check of every evaluation set; training curves, throughput and an energy estimate "
+                    "with every assumption stated; benchmark scores with intervals and the differences those intervals "
+                    "resolve; a comparison with published small models on one footing (bits per byte); samples chosen "
+                    "by a stated rule; and a model card. Every number is read from the run's artifacts: tables name "
+                    "their source file, and the appendix lists the commands that wrote them."))
     return s
 
 
@@ -89,6 +87,46 @@ def related_work() -> Section:
         "(Shao et al. 2024). Evaluation follows lm-evaluation-harness (Gao et al. 2023) and BLiMP (Warstadt et al. 2020); "
         "the contamination check follows GPT-3 (Brown et al. 2020); the model card follows Mitchell et al. (2019)."))
     return s
+
+
+def alignment_sentence(r) -> str:
+    """The best aligned model of alignment.json against SFT, with both intervals, whether they separate,
+    and the cost in TinyStories bits per byte; "" when the file is missing or malformed."""
+    try:
+        methods = r.alignment["methods"]
+        sft = methods["sft"]
+        rows = [(k, m) for k, m in methods.items() if k != "sft" and isinstance(m, dict) and isinstance(m.get("greedy"), dict)
+                and isinstance(m["greedy"].get("score"), (int, float)) and isinstance(m["greedy"].get("ci95"), (int, float))]
+        if not rows:
+            return ""
+        name, best = max(rows, key=lambda kv: kv[1]["greedy"]["score"])
+        b, s = best["greedy"], sft["greedy"]
+        resolved = b["score"] - b["ci95"] > s["score"] + s["ci95"]
+        bpb = ""
+        if isinstance(best.get("bpb_tinystories"), (int, float)) and isinstance(sft.get("bpb_tinystories"), (int, float)):
+            bpb = (f", while TinyStories bits per byte go from {ffloat(sft['bpb_tinystories'], 3)} to "
+                   f"{ffloat(best['bpb_tinystories'], 3)}")
+        return (f" Of {len(rows)} alignment methods scored on the same held-out instructions, {r.label(name)} does best: "
+                f"greedy constraint satisfaction {fci(b['score'], b['ci95'])} against {fci(s['score'], s['ci95'])} after SFT"
+                f" ({'the intervals separate' if resolved else 'the intervals overlap'}){bpb}.")
+    except (TypeError, KeyError, AttributeError):
+        return _ifeval_alignment_sentence(r)
+
+
+def _ifeval_alignment_sentence(r) -> str:
+    """Without alignment.json (the default pipeline writes ifeval-<stage>.json only): the best greedy
+    ifeval of an alignment stage against SFT's, with both intervals; "" when either is missing."""
+    ok = lambda d: isinstance(d, dict) and d.get("decoding", "greedy") == "greedy" and all(  # noqa: E731
+        isinstance(d.get(k), (int, float)) and not isinstance(d.get(k), bool) for k in ("score", "ci95"))
+    sft = r.ifeval.get("sft")
+    rows = [(k, d) for k, d in r.ifeval.items() if k in ("rm", "rft", "dpo", "ppo", "grpo") and ok(d)]
+    if not ok(sft) or not rows:
+        return ""
+    name, b = max(rows, key=lambda kv: kv[1]["score"])
+    resolved = b["score"] - b["ci95"] > sft["score"] + sft["ci95"]
+    return (f" After {name.upper()}, greedy constraint satisfaction on the same held-out instructions is "
+            f"{fci(b['score'], b['ci95'])} against {fci(sft['score'], sft['ci95'])} after SFT "
+            f"({'the intervals separate' if resolved else 'the intervals overlap'}).")
 
 
 def conclusion(ctx: Context) -> Section:
@@ -114,9 +152,9 @@ def conclusion(ctx: Context) -> Section:
                        "so no gain is claimed at this sample size.")
         if worse:
             out.append("Instruction kinds that got worse: " + "; ".join(worse) + ".")
-    missing = [STAGE_LABELS[x] for x in ("sft", "rm", "dpo", "ppo", "grpo") if x not in r.stages]
-    if missing:
-        out.append(f"Stages without artifacts in this run, and so without results here: {', '.join(missing)}.")
+    aligned = alignment_sentence(r).strip()
+    if aligned:
+        out.append(aligned)
     if r.eval:
         from tinylm.report.sections_results import _half_ci, primary
 
@@ -134,4 +172,4 @@ def conclusion(ctx: Context) -> Section:
 
 
 def references() -> Section:
-    return Section("References").add(Bullets(REFERENCES))
+    return Section("References").add(Bullets(REFERENCES, compact=True))

@@ -297,6 +297,9 @@ def evaluation_appendix(ctx: Context) -> Section:
     """Protocols of every task and the examples that were truncated or malformed (appendix)."""
     s = Section("Evaluation protocols")
     models = eval_models(ctx)
+    f = eval_figure(ctx, models) if models else None
+    if f:
+        s.add(f)
     proto = {t: x.get("protocol") for _, ev, _ in models for t, x in (ev.get("tasks") or {}).items() if x.get("protocol")}
     if proto:
         s.add(Bullets([f"{t}: {p}" for t, p in sorted(proto.items())]))
@@ -306,6 +309,9 @@ def evaluation_appendix(ctx: Context) -> Section:
     if problems:
         s.add(Paragraph("Examples that did not fit the context (scored on their last tokens) or could not be scored:"),
               Bullets(problems))
+    timing = eval_timing(models)
+    if timing:
+        s.add(Paragraph("Evaluation wall-clock:"), Bullets(timing))
     if not s.blocks:
         s.add(Missing("Not available: no eval/eval.json in any run."))
     return s
@@ -414,18 +420,14 @@ def evaluation_section(ctx: Context) -> Section:
             s.add(Missing("Not available: no bpb-*.json or eval/eval.json in any run."))
         return s
     s.add(eval_table(models))
-    f = eval_figure(ctx, models)
-    if f:
-        s.add(f)
     mc = [label for label, ev, _ in models
           if ev.get("limit") or any(isinstance(t, dict) and t.get("limit") for t in (ev.get("tasks") or {}).values())]
     if mc:
         s.add(Paragraph(f"Evaluated on a subset (`--limit`) for {', '.join(mc)}: CIs are wider than on the full sets."))
-    s.add(Paragraph("Each task's protocol and the examples that did not fit the context are listed in the appendix."))
+    s.add(Paragraph("The same scores as a figure against chance, each task's protocol, the examples that did not fit "
+                    "the context and each evaluation's wall-clock with its load average are in the appendix, "
+                    "Evaluation protocols."))
     reading = eval_reading(models)
     if reading:
         s.add(Paragraph("What the numbers say:"), Bullets(reading))
-    timing = eval_timing(models)
-    if timing:
-        s.add(Paragraph("Evaluation wall-clock:"), Bullets(timing))
     return s

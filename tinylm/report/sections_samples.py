@@ -22,10 +22,10 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from tinylm.report.document import Missing, Paragraph, Section, Table, Verbatim, ffloat
+from tinylm.report.document import Missing, Paragraph, Section, Table, ffloat
 from tinylm.report.sections_setup import Context, rel
 
-CELL_CHARS = 220  # a table cell shows at most this many characters of a sample
+CELL_CHARS = 160  # a table cell shows at most this many characters of a sample
 CONTROL = re.compile(r"<\|(?:endoftext|end|user|assistant|system|pad)\|>")
 GUTENBERG = re.compile(r"project gutenberg|\*\*\* ?start of|\be-?text\b|gutenberg\.org|^produced by|\btranscriber",
                        re.I | re.M)
@@ -188,12 +188,4 @@ def samples_section(ctx: Context) -> Section:
                          ", ".join(rel(run.dir / f"ifeval-{n}.json") for n in run.ifeval if not n.endswith("sampled")))
         if t:
             s.add(t)
-        steps = sorted({x.get("step") for x in run.samples if isinstance(x.get("step"), int)})
-        if steps:
-            last = [x for x in run.samples if x.get("step") == steps[-1]]
-            ok = [x for x in last if not problems(x.get("text", ""))]
-            pick = (ok or last)[0]
-            verdict = "" if ok else f" (no sample of that step passes the rule: {', '.join(problems(pick.get('text', '')))})"
-            s.add(Verbatim(cell(pick.get("text", ""), 400), f"{run.label('base')}, pretraining step {steps[-1]}, prompt "
-                                                             f"{pick.get('prompt', '')!r}{verdict}"))
     return s

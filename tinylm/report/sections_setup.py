@@ -157,6 +157,27 @@ LLAMA_CHOICES = [
 ]
 
 
+def optimizer_text(t: dict) -> str:
+    """The optimizer as the run's saved train config says it ran (AdamW alone, or Muon for the block
+    matrices with AdamW for the rest)."""
+    adamw = f"AdamW, beta=({t.get('beta1')}, {t.get('beta2')}), eps={t.get('eps')}"
+    if t.get("optimizer") == "muon":
+        return (f"Muon (momentum {t.get('muon_momentum')}) on the block matrices; {adamw} on embeddings, "
+                "output head and norms")
+    return adamw
+
+
+def schedule_text(t: dict) -> str:
+    """The learning-rate schedule with its own parameters: warmup, then cosine to min x peak, or (WSD)
+    constant until the last decay_frac of steps and a linear decay to min x peak."""
+    warm, low = t.get("warmup_steps"), t.get("min_lr_frac")
+    if t.get("schedule") == "wsd":
+        return (f"warmup-stable-decay: {warm} warmup steps, constant, then linear decay over the last "
+                f"{fpct(t.get('decay_frac')) if isinstance(t.get('decay_frac'), (int, float)) else '?'} of steps "
+                f"to {low} x peak")
+    return f"{t.get('schedule')}, {warm} warmup steps, min {low} x peak"
+
+
 def architecture_section(ctx: Context) -> Section:
     s = Section("Architecture")
     runs = [r for r in ctx.runs if r.model_config()]
@@ -183,8 +204,14 @@ def architecture_section(ctx: Context) -> Section:
     for label, key, fmt in (("parameters", "params", fint), ("non-embedding parameters", "params_non_embedding", fint),
                             ("training FLOPs per token", "flops_per_token", fint)):
         rows.append([label, *[fmt(r.model_info().get(key)) for r in runs]])
-    s.add(Table(["hyperparameter", *[r.name for r in runs]], rows, caption="Model hyperparameters.",
-                source=", ".join(rel(r.dir / "config.json") if r.config else rel(r.meta_path) for r in runs)))
+    src = ", ".join(rel(r.dir / "config.json") if r.config else rel(r.meta_path) for r in runs)
+    if len(runs) == 1:  # one model: two column pairs, half the height
+        half = (len(rows) + 1) // 2
+        folded = [a + (rows[half + i] if half + i < len(rows) else ["", ""]) for i, a in enumerate(rows[:half])]
+        s.add(Table(["hyperparameter", runs[0].name, "hyperparameter", runs[0].name], folded, align="lrlr",
+                    caption=f"Model hyperparameters of {runs[0].name}.", source=src))
+    else:
+        s.add(Table(["hyperparameter", *[r.name for r in runs]], rows, caption="Model hyperparameters.", source=src))
     s.add(Paragraph("FLOPs per token count a training step (forward and backward): 6 x the matmul parameters "
                     "(output head included) + 12 x layers x d x context for attention, the PaLM convention."))
     choices = list(LLAMA_CHOICES)
@@ -242,12 +269,11 @@ def training_section(ctx: Context) -> Section:
     tc = {r.name: r.train_config() for r in runs}
     num = {r.name: pretrain_numbers(r) for r in runs}
     seq = {r.name: r.model_config().get("seq_len", 0) for r in runs}
-    add("optimizer", lambda r: f"AdamW, beta=({tc[r.name].get('beta1')}, {tc[r.name].get('beta2')}), "
-                               f"eps={tc[r.name].get('eps')}")
+    add("optimizer", lambda r: optimizer_text(tc[r.name]))
     add("weight decay", lambda r: f"{tc[r.name].get('weight_decay')} (not on norms, embeddings)")
-    add("peak learning rate", lambda r: f"{tc[r.name].get('lr')}")
-    add("schedule", lambda r: f"{tc[r.name].get('schedule')}, {tc[r.name].get('warmup_steps')} warmup steps, "
-                              f"min {tc[r.name].get('min_lr_frac')} x peak")
+    add("peak learning rate", lambda r: (f"{tc[r.name].get('muon_lr')} (Muon), {tc[r.name].get('lr')} (AdamW)"
+                                         if tc[r.name].get("optimizer") == "muon" else f"{tc[r.name].get('lr')}"))
+    add("schedule", lambda r: schedule_text(tc[r.name]))
     add("gradient clipping", lambda r: f"{tc[r.name].get('grad_clip')}")
     add("batch (tokens per step)", lambda r: fint(tc[r.name].get("total_batch_tokens")))
     add("micro-batch", lambda r: f"{tc[r.name].get('batch_size')} x {seq[r.name]} tokens")
@@ -341,10 +367,8 @@ def curves_section(ctx: Context) -> Section:
     f = figures.loss_curves(data, ctx.fig_dir / "loss_curves.png")
     if f:
         s.add(Figure(f, "Training loss (mean over each logging window) and validation bits per byte, against "
-                        "tokens seen and against wall-clock.", src))
-    f = figures.lr_and_throughput(data, ctx.fig_dir / "lr_schedule.png")
-    if f:
-        s.add(Figure(f, "Learning-rate schedule and training throughput per logging window.", src))
+                        "tokens seen and against wall-clock; right: the learning-rate schedule and the training "
+                        "throughput of each logging window.", src))
     for r in runs:
         s.add(Paragraph(validation_note(r)))
     for r in runs:
