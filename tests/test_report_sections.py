@@ -185,6 +185,29 @@ def test_scaling_and_ablation_sections_render_with_intervals_and_readings(tmp_pa
     assert "faster than Chinchilla's 0.5 with the interval excluding it" in scaling_reading(_fit([0.55, 0.7]))
 
 
+def test_an_equal_wallclock_ablation_shows_its_steps_and_shares_the_figure(tmp_path):
+    from PIL import Image
+
+    _json(tmp_path / "ablations" / "abl" / "sweep.json", _ablation_table())
+    wc = _ablation_table()
+    wc.update(sweep="abl-wc", spec={"match": "wallclock"})
+    for r in wc["rows"]:
+        r["steps"] = {"baseline": 200, "learned_pos": 216, "muon": 190}[r["variant"]]
+    wc["rows"][3]["steps"] = 217  # one seed's plan differed: both counts are shown
+    _json(tmp_path / "ablations_wallclock" / "abl" / "sweep.json", wc)
+    run = make_run(tmp_path, "x", stages=False)
+    md = render_md(build_document([run], tmp_path / "figs", sweeps=[tmp_path / "ablations", tmp_path / "ablations_wallclock"]),
+                   tmp_path)
+    assert md.count("| variant | seeds | val bpb (mean ± sd) | paired change (95% CI) | verdict | time |") == 2
+    assert re.search(r"\| learned_pos \|.*\| worse \| 1\.20 \| 216/217 \|", md)
+    assert re.search(r"\| baseline \| 3 \|.*\| reference \| 1\.00 \| 200 \|", md)
+    assert "Ablations of abl-wc" in md and "Equal wall-clock: each variant trained for the steps" in md
+    # one figure, a panel per table: twice as wide as one panel
+    figs = re.findall(r"\(([^)]*ablation_[^)]+\.png)\)", md)
+    assert len(figs) == 1 and "one panel per ablation table below" in md
+    assert Image.open(tmp_path / figs[0]).size[0] > 6 * 150
+
+
 def test_scaling_ablation_and_alignment_say_not_available_on_missing_or_malformed_inputs(tmp_path):
     run = make_run(tmp_path, "m", stages=False)
     md = render_md(build_document([run], tmp_path / "figs", sweeps=[]), tmp_path)

@@ -202,19 +202,27 @@ def isoflop(rows: list[dict], y: str, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def deltas(names: list[str], values: list, halves: list, path: Path, y: str) -> Path | None:
-    """Horizontal bars of paired differences with 95% intervals; zero marked."""
-    pts = [(n, v, h) for n, v, h in zip(names, values, halves) if _num(v)]
-    if not pts:
+def deltas(panels: list[tuple[str, list[str], list, list]], path: Path, y: str) -> Path | None:
+    """Horizontal bars of paired differences with 95% intervals, zero marked: one panel per
+    (title, names, values, halves), side by side (e.g. equal tokens | equal wall-clock)."""
+    panels = [(title, [(n, v, h) for n, v, h in zip(names, values, halves) if _num(v)])
+              for title, names, values, halves in panels]
+    panels = [(t, pts) for t, pts in panels if pts]
+    if not panels:
         return None
-    fig, ax = plt.subplots(figsize=(5.0, 0.5 + 0.2 * len(pts)))
-    ys = range(len(pts))
-    ax.barh(list(ys), [p[1] for p in pts], xerr=[p[2] if _num(p[2]) else 0 for p in pts], capsize=3,
-            color=["#c0504d" if p[1] > 0 else "#4f81bd" for p in pts])
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(list(ys), [p[0] for p in pts])
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # signed tick labels collide at the default density
-    ax.set_xlabel(f"change in {y} vs baseline (lower is better)")
+    tallest = max(len(pts) for _, pts in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 if len(panels) == 1 else 3.4 * len(panels),
+                                                        0.6 + 0.2 * tallest), squeeze=False)
+    for ax, (title, pts) in zip(axes[0], panels):
+        ys = range(len(pts))
+        ax.barh(list(ys), [p[1] for p in pts], xerr=[p[2] if _num(p[2]) else 0 for p in pts], capsize=3,
+                color=["#c0504d" if p[1] > 0 else "#4f81bd" for p in pts])
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(list(ys), [p[0] for p in pts])
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # signed tick labels collide at the default density
+        ax.set_xlabel(f"change in {y} vs baseline")
+        if len(panels) > 1:
+            ax.set_title(title, fontsize="medium")
     return _save(fig, path)

@@ -249,40 +249,70 @@ def ablations_section(ctx: Context, found: dict) -> Section:
     if not tables:
         return s.add(Missing("Not available: no ablation table (sweep.json with an \"ablation\" block) was found; run "
                              "`tinylm sweep --variant NAME:FIELD=VALUE --seeds ...` (results/ablations/)."))
+    done = []
     for path, t in tables:
         rows = ablation_rows(t["ablation"])
         if not rows:
             s.add(Missing(f"Not available: {rel(path)} has no variant with a paired difference from the baseline."))
             continue
-        base = (t["ablation"].get("baseline") or {})
-        f = figures.deltas([r["variant"] for r in rows], [r["delta"] for r in rows], [r["half"] for r in rows],
-                           ctx.fig_dir / f"ablation_{slug(Path(path).parent.name)}.png", t.get("y", "val_bpb"))
-        if f:
-            s.add(Figure(f, "Each variant's change in final validation bits per byte against the baseline trained with "
-                            "the same seeds (mean of paired differences, 95% t-interval). Bars whose interval crosses "
-                            "zero are not resolved; above zero is worse.", rel(path)))
-        trows = [[r["variant"], fint(r["n"]), ffloat(r["mean"], 4) + (f" ± {r['std']:.4f}" if _num(r["std"]) else ""),
-                  (f"{r['delta']:+.4f}" if _num(r["delta"]) else "n/a") + (f" ± {r['half']:.4f}" if _num(r["half"]) else ""),
-                  r["verdict"], f"{r['time_ratio']:.2f}" if _num(r["time_ratio"]) else "n/a"] for r in rows]
-        if _num(base.get("val_bpb_mean")):
-            trows.insert(0, ["baseline", fint(base.get("n_seeds")), ffloat(base["val_bpb_mean"], 4)
-                             + (f" ± {base['val_bpb_std']:.4f}" if _num(base.get("val_bpb_std")) else ""), "0", "reference",
-                             "1.00"])
-        loads = [r["loadavg_end"][0] for r in t.get("rows") or [] if isinstance(r, dict)
-                 and isinstance(r.get("loadavg_end"), list) and r["loadavg_end"] and _num(r["loadavg_end"][0])]
-        brows = [r for r in t.get("rows") or [] if isinstance(r, dict) and r.get("variant") == "baseline"
-                 and _num(r.get("steps")) and _num(r.get("tokens"))]
-        budget = (f" Each baseline run: {fint(brows[0]['steps'])} steps, {fsi(brows[0]['tokens'])} tokens"
-                  + (f", {fint(brows[0]['params'])} parameters" if _num(brows[0].get("params")) else "") + ".") if brows else ""
-        s.add(Table(["variant", "seeds", "val bpb (mean ± sd)", "paired change (95% CI)", "verdict", "time"], trows,
-                    align="lrrrlr",
-                    caption=f"Ablations of {t.get('sweep', '?')}: lower bits per byte is better.{budget} Time: mean training "
-                            "wall-clock relative to the baseline's (the same tokens unless the variant says otherwise"
-                            + (f"; load average {min(loads):.1f}-{max(loads):.1f} at the end of runs" if loads else "")
-                            + "), so a variant with a better score but a time above 1 has not shown a gain at equal "
-                              "wall-clock.", source=rel(path)))
-        s.add(Paragraph(ablation_reading(rows)))
+        done.append((path, t, rows, (t.get("spec") or {}).get("match") == "wallclock"))
+    if not done:
+        return s
+    f = figures.deltas([("equal wall-clock" if wc else "equal tokens", [r["variant"] for r in rows],
+                         [r["delta"] for r in rows], [r["half"] for r in rows]) for _, _, rows, wc in done],
+                       ctx.fig_dir / f"ablation_{slug(Path(done[0][0]).parent.name)}.png", done[0][1].get("y", "val_bpb"))
+    if f:
+        s.add(Figure(f, "Each variant's change in final validation bits per byte against the baseline trained with "
+                        "the same seeds (mean of paired differences, 95% t-interval)"
+                        + (", one panel per ablation table below" if len(done) > 1 else "")
+                        + ". Bars whose interval crosses zero are not resolved; above zero is worse.",
+                     ", ".join(rel(p) for p, *_ in done)))
+    for path, t, rows, wallclock in done:
+        s.add(ablation_table(path, t, rows, wallclock), Paragraph(ablation_reading(rows)))
     return s
+
+
+def ablation_table(path, t: dict, rows: list[dict], wallclock: bool) -> Table:
+    """One ablation sweep as a table: per variant its seeds, bits per byte, paired change with its
+    interval and verdict, and training time relative to the baseline's; with `wallclock` (a sweep
+    run with --match wallclock) also the steps each variant's measured throughput bought."""
+    base = (t["ablation"].get("baseline") or {})
+    steps = {}
+    for r in t.get("rows") or []:
+        if isinstance(r, dict) and _num(r.get("steps")):
+            steps.setdefault(r.get("variant"), set()).add(int(r["steps"]))
+    fsteps = lambda v: "/".join(fint(x) for x in sorted(steps.get(v, ()))) or "n/a"  # noqa: E731
+    trows = [[r["variant"], fint(r["n"]), ffloat(r["mean"], 4) + (f" ± {r['std']:.4f}" if _num(r["std"]) else ""),
+              (f"{r['delta']:+.4f}" if _num(r["delta"]) else "n/a") + (f" ± {r['half']:.4f}" if _num(r["half"]) else ""),
+              r["verdict"], f"{r['time_ratio']:.2f}" if _num(r["time_ratio"]) else "n/a"]
+             + ([fsteps(r["variant"])] if wallclock else []) for r in rows]
+    if _num(base.get("val_bpb_mean")):
+        trows.insert(0, ["baseline", fint(base.get("n_seeds")), ffloat(base["val_bpb_mean"], 4)
+                         + (f" ± {base['val_bpb_std']:.4f}" if _num(base.get("val_bpb_std")) else ""), "0", "reference",
+                         "1.00"] + ([fsteps("baseline")] if wallclock else []))
+    loads = [r["loadavg_end"][0] for r in t.get("rows") or [] if isinstance(r, dict)
+             and isinstance(r.get("loadavg_end"), list) and r["loadavg_end"] and _num(r["loadavg_end"][0])]
+    load = f"; load average {min(loads):.1f}-{max(loads):.1f} at the end of runs" if loads else ""
+    brows = [r for r in t.get("rows") or [] if isinstance(r, dict) and r.get("variant") == "baseline"
+             and _num(r.get("steps")) and _num(r.get("tokens"))]
+    budget = (f" Each baseline run: {fint(brows[0]['steps'])} steps, {fsi(brows[0]['tokens'])} tokens"
+              + (f", {fint(brows[0]['params'])} parameters" if _num(brows[0].get("params")) else "") + ".") if brows else ""
+    if wallclock:
+        how = (" Equal wall-clock: each variant trained for the steps that its own throughput, measured before the "
+               "sweep, buys in the baseline's training time (steps column). Time: measured training wall-clock "
+               f"relative to the baseline's{load}; it stays near 1 when the plan held.")
+    else:
+        how = (" Time: mean training wall-clock relative to the baseline's (the same tokens unless the variant says "
+               f"otherwise{load}), so a variant with a better score but a time above 1 has not shown a gain at equal "
+               "wall-clock.")
+    vocab = [r["variant"] for r in rows if "vocab" in r["variant"]]
+    if vocab:
+        how += (" The vocabulary variants use their own tokenizer and shards of the same text; bits per byte compares "
+                "them directly.")
+    return Table(["variant", "seeds", "val bpb (mean ± sd)", "paired change (95% CI)", "verdict", "time"]
+                 + (["steps"] if wallclock else []), trows, align="lrrrlr" + ("r" if wallclock else ""),
+                 caption=f"Ablations of {t.get('sweep', '?')}: lower bits per byte is better.{budget}{how}",
+                 source=rel(path))
 
 
 def _flag_diff(flags: str, base: str) -> str:
