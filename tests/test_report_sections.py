@@ -286,6 +286,14 @@ def test_time_to_quality_table_and_reading_follow_the_numbers(tmp_path):
             assert "muon_1200 reached the baseline's 1.5737 bits per byte in at most half" in ttq
         else:
             assert "No candidate reached the baseline's 1.5737" in ttq and "+0.0263 from it at 0.60 of the time" in ttq
+    # two machines: one table with a machine column, each recipe against the baseline measured beside it
+    d = tmp_path / "two"
+    _json(d / "bench" / "time_to_quality.json", {**_ttq(False), "hardware": {"cpu": "EPYC", "cpu_isa": "avx2"}})
+    _json(d / "bench" / "time_to_quality_b.json", {**_ttq(True), "hardware": {"cpu": "EPYC", "cpu_isa": "avx512_bf16"}})
+    md = render_md(build_document([make_run(d, "x", stages=False)], d / "figs", sweeps=[d / "bench"]), d)
+    assert md.count("| machine | recipe | tokens |") == 1 and len(re.findall(r"^#+ .*Time to quality$", md, re.M)) == 1
+    assert "| EPYC avx2 | baseline |" in md and "| EPYC avx512_bf16 | baseline |" in md and "|  | muon_1200 |" in md
+    assert "On EPYC avx2: No candidate reached" in md and "On EPYC avx512_bf16: muon_1200 reached" in md
     _json(tmp_path / "bad" / "time_to_quality.json", {"benchmark": "time_to_quality", "recipes": {"x": 3}})
     run = make_run(tmp_path / "bad", "y", stages=False)
     md = render_md(build_document([run], tmp_path / "figs", sweeps=[tmp_path / "bad"]), tmp_path)

@@ -240,12 +240,8 @@ def ablations_section(ctx: Context, found: dict) -> Section:
     s = Section("Ablations")
     tables = found.get("ablation") or []
     ttqs = found.get("ttq") or []
-    for i, (path, t) in enumerate(ttqs):
-        hw = t.get("hardware") if isinstance(t.get("hardware"), dict) else {}
-        where = ", ".join(str(x) for x in (hw.get("cpu"), hw.get("cpu_isa"), str(t.get("date", ""))[:10]) if x)
-        sub = Section("Time to quality" + (f" ({where})" if len(ttqs) > 1 and where else ""))
-        sub.add(*time_to_quality(path, t, method=i == 0))
-        s.subsections.append(sub)
+    if ttqs:
+        s.subsections.append(Section("Time to quality").add(*time_to_quality(ttqs)))
     if not tables:
         return s.add(Missing("Not available: no ablation table (sweep.json with an \"ablation\" block) was found; run "
                              "`tinylm sweep --variant NAME:FIELD=VALUE --seeds ...` (results/ablations/)."))
@@ -324,18 +320,16 @@ def _flag_diff(flags: str, base: str) -> str:
     return " ".join(p for p in pairs(flags or "") if p not in b and not p.startswith(skip))
 
 
-def time_to_quality(path: str, t: dict, method: bool = True) -> list:
-    """The time-to-quality benchmark: every recipe's training time relative to the baseline's and its
-    final bits per byte on the whole validation shard, with the target and whether it was reached.
-    `method` False leaves out the sentence that describes the benchmark (said once per report)."""
+def _ttq_parts(path: str, t: dict):
+    """(rows, reading, loads) of one time-to-quality table, or a Missing when it has no usable rows."""
     recipes = sorted(((n, r) for n, r in t["recipes"].items() if isinstance(r, dict) and _num(r.get("val_bpb"))
                       and _num(r.get("wall_ratio"))), key=lambda nr: nr[0] != "baseline")  # the baseline first
     base = t["recipes"].get("baseline") if isinstance(t["recipes"].get("baseline"), dict) else {}
     if not recipes or not _num(base.get("val_bpb")):
-        return [Missing(f"Not available: {rel(path)} has no baseline and candidate rows with val_bpb and wall_ratio.")]
+        return Missing(f"Not available: {rel(path)} has no baseline and candidate rows with val_bpb and wall_ratio.")
     rows = [[n, fsi(r.get("tokens")), ffloat(r.get("train_elapsed_s") or r.get("wall_s"), 0), f"{r['wall_ratio']:.3f}",
              f"{r['val_bpb']:.4f}", "yes" if r.get("reached") else "no"] for n, r in recipes]
-    loads = [x for _, r in recipes for x in (r.get("loadavg_during") or []) if isinstance(x, list) and x and _num(x[0])]
+    loads = [x[0] for _, r in recipes for x in (r.get("loadavg_during") or []) if isinstance(x, list) and x and _num(x[0])]
     hits = [n for n, r in recipes if n != "baseline" and r.get("reached") and r["wall_ratio"] <= 0.5]
     best = min((r for n, r in recipes if n != "baseline"), key=lambda r: r["val_bpb"], default=None)
     reading = (f"{', '.join(hits)} reached the baseline's {base['val_bpb']:.4f} bits per byte in at most half its "
@@ -343,14 +337,40 @@ def time_to_quality(path: str, t: dict, method: bool = True) -> list:
                f"No candidate reached the baseline's {base['val_bpb']:.4f} bits per byte in at most half its training "
                "time" + (f"; the closest ended {best['val_bpb'] - base['val_bpb']:+.4f} from it at "
                          f"{best['wall_ratio']:.2f} of the time." if best else "."))
+    return rows, reading, loads
+
+
+def _ttq_machine(t: dict, date: bool = True) -> str:
+    hw = t.get("hardware") if isinstance(t.get("hardware"), dict) else {}
+    return " ".join(str(x) for x in (hw.get("cpu"), hw.get("cpu_isa"), str(t.get("date", ""))[:10] if date else "")
+                    if x) or "?"
+
+
+def time_to_quality(tables: list[tuple[str, dict]]) -> list:
+    """The time-to-quality benchmark, every table in one: each recipe's training time relative to its
+    own baseline's (measured beside it on the same machine) and its final bits per byte on the whole
+    validation shard, the target and whether it was reached. Several tables (machines) get a machine
+    column and a reading each; a malformed table gets a "Not available" note."""
+    parts = [(path, t, _ttq_parts(path, t)) for path, t in tables]
+    out = [p for _, _, p in parts if isinstance(p, Missing)]
+    good = [(path, t, p) for path, t, p in parts if not isinstance(p, Missing)]
+    if not good:
+        return out
+    t0 = good[0][1]
     how = ("Time to quality: the earlier default recipe (baseline) and candidate recipes trained side by side, "
-           f"{t.get('threads_per_run', 1)} thread each, final checkpoints scored on the whole validation shard. ")
-    return [Paragraph((how if method else "") + reading
-                      + (" Each recipe's flags: appendix, Time-to-quality recipes." if method else "")),
-            Table(["recipe", "tokens", "training s", "time ratio", "val bpb", "reached"], rows, align="lrrrrl",
-                  caption="Time to quality. Time ratio: training wall-clock over the baseline's"
-                          + (f" (load average {min(x[0] for x in loads):.1f}-{max(x[0] for x in loads):.1f} during the runs)"
-                             if loads else "") + f". Target: {t.get('target', 'n/a')}.", source=rel(path))]
+           f"{t0.get('threads_per_run', 1)} thread each, final checkpoints scored on the whole validation shard. ")
+    many = len(good) > 1
+    readings = " ".join((f"On {_ttq_machine(t)}: " if many else "") + p[1] for _, t, p in good)
+    rows = [([_ttq_machine(t, date=False) if i == 0 else ""] if many else []) + row
+            for _, t, p in good for i, row in enumerate(p[0])]
+    loads = [x for _, _, p in good for x in p[2]]
+    header = (["machine"] if many else []) + ["recipe", "tokens", "training s", "time ratio", "val bpb", "reached"]
+    return out + [Paragraph(how + readings + " Each recipe's flags: appendix, Time-to-quality recipes."),
+                  Table(header, rows, align=("l" if many else "") + "lrrrrl",
+                        caption="Time to quality. Time ratio: training wall-clock over the baseline's"
+                                + (" measured on the same machine" if many else "")
+                                + (f" (load average {min(loads):.1f}-{max(loads):.1f} during the runs)" if loads else "")
+                                + f". Target: {t0.get('target', 'n/a')}.", source=", ".join(rel(path) for path, _, _ in good))]
 
 
 def time_to_quality_recipes(path: str, t: dict) -> list:
