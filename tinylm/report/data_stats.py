@@ -91,7 +91,8 @@ def eval_texts(task: str) -> list[str]:
 # evaluation tasks that read the same data: checked once, under the first name
 SAME_DATA = {"mmlu-5shot": "mmlu", "mmlu-cloze": "mmlu", "mmlu-cloze-5shot": "mmlu", "ifeval-sampled": "ifeval"}
 NOT_CHECKED = {"ifeval": "its instructions are generated from the pretraining corpora by design",
-               "samples": "a fixed prompt set for generation, not scored"}
+               "samples": "a fixed prompt set for generation, not scored",
+               "copy": "its passages come from the validation splits (see the held-out split row)"}
 
 
 def _files_key(files) -> list:

@@ -14,7 +14,7 @@ from tinylm.report.document import (Bullets, Figure, Missing, Paragraph, Section
                                     fint, fpct, slug)
 from tinylm.report.sections_setup import Context, last_row, missing, rel
 
-TASK_ORDER = ("bpb-tinystories", "bpb-gutenberg-children", "bpb-gutenberg-general", "wikitext", "lambada",
+TASK_ORDER = ("bpb-tinystories", "bpb-gutenberg-children", "bpb-gutenberg-general", "wikitext", "lambada", "copy",
               "mmlu", "mmlu-5shot", "mmlu-cloze", "blimp", "hellaswag", "arc-easy", "arc-challenge", "piqa",
               "winogrande", "openbookqa", "copa", "ifeval", "ifeval-sampled")
 

@@ -18,9 +18,9 @@ _loaded = False
 # Named suites (`--tasks default`): everything a full run scores, and a quick subset.
 SUITES = {
     "default": ["bpb-tinystories", "bpb-gutenberg-children", "bpb-gutenberg-general", "wikitext", "lambada",
-                "blimp", "hellaswag", "arc-easy", "arc-challenge", "piqa", "winogrande", "openbookqa", "copa",
+                "copy", "blimp", "hellaswag", "arc-easy", "arc-challenge", "piqa", "winogrande", "openbookqa", "copa",
                 "mmlu", "mmlu-5shot", "mmlu-cloze", "mmlu-cloze-5shot", "ifeval", "ifeval-sampled", "samples"],
-    "quick": ["bpb-tinystories", "wikitext", "blimp", "hellaswag", "arc-easy", "copa", "samples"],
+    "quick": ["bpb-tinystories", "wikitext", "copy", "blimp", "hellaswag", "arc-easy", "copa", "samples"],
 }
 
 
