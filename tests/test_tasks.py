@@ -7,8 +7,8 @@ from tinylm.data.sources import DataError
 from tinylm.tasks import get_task
 from tinylm.tasks.base import in_heldout
 from tinylm.tasks.conversations import Alpaca, JsonlConversations
-from tinylm.tasks.instructions import (Instructions, check_constraints, make_examples, names_in, repair_response,
-                                       sentences)
+from tinylm.tasks.instructions import (Instructions, Repeat, check_constraints, make_examples, make_repeat_examples,
+                                       names_in, repair_response, sentences)
 from tinylm.tasks.mixture import mixture_examples, parse_mixture
 
 STORY = ("Once upon a time, there was a little dog named Max. Max loved to play with his red ball in the garden. "
@@ -43,6 +43,7 @@ def test_every_generated_reference_satisfies_its_own_constraints():
     ({"type": "no_copy", "text": "Max had a ball. He liked it."}, "He threw it far and his dog ran after it.",
      "Max had a ball. He liked it. Yes."),
     ({"type": "title"}, "Max and the Red Ball", "Once upon a time there was a dog who had a ball and a bone."),
+    ({"type": "exact", "text": "Max said, \"Look!\" and ran."}, "max said, look! and  ran.", "Max said, \"Look!\""),
 ])
 def test_constraint_checker_on_hand_written_good_and_bad_responses(constraint, good, bad):
     assert check_constraints([constraint], good).score == 1.0
@@ -88,6 +89,22 @@ def test_instructions_split_by_story_never_leaks(shared_data):
     assert all(task.check(e, e.messages[-1]["content"]).score == 1.0 for e in train + test)  # references pass
     assert {e.messages[-1]["content"] for e in test if e.meta["kind"] == "ends_with"}.isdisjoint(
         {e.messages[-1]["content"] for e in train if e.meta["kind"] == "ends_with"})
+
+
+def test_repeat_drills_copy_and_keep_the_instruction_split(shared_data):
+    exs = make_repeat_examples(STORY, "s0", random.Random(0))
+    assert [e.meta["kind"] for e in exs] == ["repeat_sentence", "repeat_passage"]
+    for e in exs:  # the answer is in the prompt, verbatim, and passes its own check
+        assert e.messages[-1]["content"] in e.messages[0]["content"]
+        assert check_constraints(e.meta["constraints"], e.messages[-1]["content"]).score == 1.0
+    assert len(exs[1].messages[-1]["content"].split()) <= 45
+    assert isinstance(get_task("repeat"), Repeat) and get_task("repeat").name == "repeat"
+    drills, instr = Repeat(("tinystories",), max_stories=400), Instructions(("tinystories",), max_stories=400)
+    train = {e.meta["key"] for e in drills.examples("train")}
+    assert train and train <= {e.meta["key"] for e in instr.examples("train")}
+    assert not train & {e.meta["key"] for e in instr.examples("test")}  # a held-out story is never drilled
+    held = " ".join(e.messages[-1]["content"] for e in instr.examples("test"))
+    assert not any(e.messages[-1]["content"] in held for e in drills.examples("train"))
 
 
 def test_jsonl_conversations_strict_stops_with_line_number(tmp_path):

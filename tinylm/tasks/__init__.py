@@ -4,6 +4,7 @@
     instructions               checkable instructions from TinyStories + gutenberg-children
     instructions-tinystories   ... from TinyStories only
     instructions-gutenberg     ... from gutenberg-children passages only
+    repeat                     copying drills ("Repeat this sentence: ...") from the same stories and split
     jsonl:PATH                 your own {"messages": [...]} JSONL file
 """
 
@@ -11,13 +12,14 @@ from __future__ import annotations
 
 from tinylm.tasks.base import CheckResult, Example, Task
 from tinylm.tasks.conversations import Alpaca, JsonlConversations
-from tinylm.tasks.instructions import Instructions
+from tinylm.tasks.instructions import Instructions, Repeat
 
 TASKS = {
     "alpaca": lambda seed, **kw: Alpaca(seed=seed, **kw),
     "instructions": lambda seed, **kw: Instructions(seed=seed, **kw),
     "instructions-tinystories": lambda seed, **kw: Instructions(("tinystories",), seed=seed, **kw),
     "instructions-gutenberg": lambda seed, **kw: Instructions(("gutenberg-children",), seed=seed, **kw),
+    "repeat": lambda seed, **kw: Repeat(seed=seed, **kw),
 }
 
 

@@ -118,6 +118,8 @@ def _check_one(c: dict, response: str) -> float:
         return float(bool(sents) and _norm(response).endswith(_norm(c["text"])))
     if kind == "no_copy":  # a continuation must add text, not repeat the prompt
         return float(_norm(c["text"]) not in _norm(response) and len(_WORD.findall(response)) >= 5)
+    if kind == "exact":  # a copy: the text itself, up to spacing, quotes and case
+        return float(_norm(response) == _norm(c["text"]))
     if kind == "title":
         words = _WORD.findall(response)
         one_line = "\n" not in response.strip()
@@ -204,6 +206,27 @@ def make_examples(story: str, key: str, rng: random.Random) -> list[Example]:
     return out
 
 
+REPEAT_PROMPTS = ('Repeat this sentence: "{}"', 'Say exactly this: "{}"', 'Copy this text:\n\n{}')
+
+
+def make_repeat_examples(story: str, key: str, rng: random.Random) -> list[Example]:
+    """Copying drills from one story: one of its sentences, and its first sentences (at most 45
+    words), each to be repeated verbatim. Copying from the prompt is what the checkable kinds need
+    (the words to use, the sentence to end with, a title word) and what a tiny model cannot do
+    after pretraining (the `copy` evaluation task measures it)."""
+    sents = _fit(sentences(story), MAX_RESPONSE_WORDS)
+    if len(sents) < 3:
+        return []
+    out = []
+    for kind, text in (("repeat_sentence", rng.choice([s for s in sents if len(s.split()) >= 5] or sents)),
+                       ("repeat_passage", " ".join(_fit(sents, 45)))):
+        if text:
+            prompt = rng.choice(REPEAT_PROMPTS).format(text)
+            out.append(Example([{"role": "user", "content": prompt}, {"role": "assistant", "content": text}],
+                               {"key": key, "kind": kind, "constraints": [{"type": "exact", "text": text}]}))
+    return out
+
+
 def gutenberg_passages(docs, max_passages: int):
     """Runs of prose paragraphs of 40-90 words from books (verse, headings and lists skipped)."""
     n = 0
@@ -231,11 +254,13 @@ class Instructions(Task):
     """Checkable instructions from TinyStories and/or gutenberg-children passages."""
 
     checkable = True
+    make = staticmethod(make_examples)
 
     def __init__(self, sources=("tinystories", "gutenberg-children"), seed: int = 0, heldout_percent: float = 5.0,
                  max_stories: int = 3000):
         self.sources, self.seed, self.heldout_percent, self.max_stories = tuple(sources), seed, heldout_percent, max_stories
-        self.name = "instructions" if len(self.sources) > 1 else f"instructions-{self.sources[0]}"
+        base = getattr(self, "base_name", "instructions")
+        self.name = base if len(self.sources) > 1 else f"{base}-{self.sources[0]}"
         self._all: list[Example] | None = None
 
     def _stories(self, source: str):
@@ -251,7 +276,7 @@ class Instructions(Task):
                 for i, story in enumerate(self._stories(source)):
                     key = f"{source}-{i}"
                     rng = random.Random(f"{self.seed}:{key}")
-                    out += make_examples(story, key, rng)
+                    out += self.make(story, key, rng)
             self._all = out
         return self._all
 
@@ -266,3 +291,11 @@ class Instructions(Task):
 
     def repair(self, example: Example, response: str) -> str | None:
         return repair_response(example.meta["constraints"], response)
+
+
+class Repeat(Instructions):
+    """Copying drills (`make_repeat_examples`) from the same stories, with the same keys and so the
+    same train/test split as `Instructions`: a held-out story's sentences are never drilled."""
+
+    base_name = "repeat"
+    make = staticmethod(make_repeat_examples)
