@@ -225,3 +225,28 @@ def test_restoring_position_into_different_data_with_same_window_count_is_refuse
         lb.load_state_dict(la.state_dict())
     with pytest.raises(DataError, match="different data"):
         TokenLoader(a, 2, T, seed=0, shuffle=False).load_state_dict(la.state_dict())
+
+
+def test_copying_drills_repeat_the_first_half_of_a_fixed_share_of_windows(tmp_path):
+    path = _shard(tmp_path / "big.bin", 400)
+    plain = TokenLoader([path], batch_size=400, seq_len=T, shuffle=False)
+    drill = TokenLoader([path], batch_size=400, seq_len=T, shuffle=False, repeat_frac=0.25)
+    (xp, yp), (xd, yd) = plain.next_batch(), drill.next_batch()
+    rows = [w for w in range(400) if drill.is_drill(w)]
+    assert 70 < len(rows) < 130  # about a quarter
+    half = (T + 1) // 2
+    whole, orig = torch.cat([xd, yd[:, -1:]], 1), torch.cat([xp, yp[:, -1:]], 1)  # T + 1 tokens a window
+    for w in range(400):
+        if w in rows:  # first half, then the same tokens again: y is x shifted by one as always
+            assert torch.equal(whole[w, :half], orig[w, :half]) and torch.equal(whole[w, half:], orig[w, : T + 1 - half])
+        else:
+            assert torch.equal(xd[w], xp[w]) and torch.equal(yd[w], yp[w])
+    assert torch.equal(xd[:, 1:], yd[:, :-1])
+    # the drills depend on (seed, window), not on the draw order: a shuffled epoch drills the same windows
+    shuffled = TokenLoader([path], batch_size=400, seq_len=T, seed=0, repeat_frac=0.25)
+    assert [w for w in range(400) if shuffled.is_drill(w)] == rows
+    # a position saved with drills is refused without them (the data would differ)
+    with pytest.raises(DataError, match="repeat_frac"):
+        plain.load_state_dict(drill.state_dict())
+    with pytest.raises(ValueError, match="repeat_frac"):
+        TokenLoader([path], batch_size=4, seq_len=T, repeat_frac=1.5)

@@ -173,6 +173,7 @@ def _pretrain_train_defaults() -> "TrainConfig":
 class PretrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=_pretrain_train_defaults)
+    repeat_frac: float = 0.0  # fraction of training windows made copying drills (first half, then it again); 0 = off
 
 
 def _sft_train_defaults() -> "TrainConfig":
@@ -455,6 +456,7 @@ RANGES: dict[str, dict[str, tuple]] = {
                         grad_clip=(0.0, None), log_every=POS, eval_every=NONNEG, eval_batches=POS,
                         sample_every=NONNEG, sample_tokens=POS, save_every=NONNEG, keep_last=NONNEG,
                         muon_lr=(1e-30, None), muon_momentum=(0.0, 0.999999)),
+    "PretrainConfig": dict(repeat_frac=UNIT),
     "SFTConfig": dict(data_seed=NONNEG, val_examples=POS, heldout_percent=(0.0, 99.0)),
     "ChatConfig": dict(max_new_tokens=POS, temperature=(0.0, None), top_k=NONNEG, top_p=(1e-9, 1.0), seed=NONNEG),
     "IFEvalConfig": dict(data_seed=NONNEG, heldout_percent=(0.0, 99.0), n=NONNEG, temperature=(0.0, None), top_k=NONNEG, samples=POS,

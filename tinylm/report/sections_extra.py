@@ -128,6 +128,8 @@ def commands(run: Run) -> list[str]:
         if not preset:
             parts += flags(model, C.ModelConfig, "model.")
         parts += flags(train, C.TrainConfig, "train.")
+        if cfg.get("repeat_frac"):  # copying drills in the pretraining windows
+            parts.append(f"--repeat_frac {cfg['repeat_frac']}")
         cmds.append(" ".join(p for p in parts if p))
     for t, d in run.bpb.items():
         if isinstance(d.get("config"), dict):

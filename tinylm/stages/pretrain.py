@@ -42,7 +42,7 @@ def build(cfg: PretrainConfig) -> Trainer:
               f"{info['flops_per_token'] / 1e6:.2f} MFLOP/token; device {rt.device}, autocast {rt.dtype}")
     T = cfg.model.seq_len
     loader = TokenLoader(train_paths, tc.batch_size, T, seed=tc.seed, rank=rt.rank, world_size=rt.world_size,
-                         device=rt.device, vocab_size=tok.vocab_size)
+                         device=rt.device, vocab_size=tok.vocab_size, repeat_frac=cfg.repeat_frac)
 
     val_batches = []
     if val_path is not None and tc.eval_every > 0:
