@@ -46,6 +46,8 @@ USAGE_ERRORS = [
     (["pretrain", "--train.log_every", "0"], "--train.log_every must be >= 1"),
     (["pretrain", "--train.max_steps", "0"], "--train.max_steps must be >= 1"),
     (["pretrain", "--train.lr", "-1"], "--train.lr must be"),
+    (["pretrain", "--repeat_frac", "1.5"], "--repeat_frac must be"),
+    (["pipeline", "--repeat_frac", "-0.1"], "--repeat_frac must be"),
     (["pretrain", "--train.dtype", "fp8"], "--train.dtype must be one of auto, bf16, fp16, fp32"),
     (["pretrain", "--train.device", "gpu"], "--train.device must be one of auto | cpu"),
     (["pretrain", "--model.n_head", "0"], "model.n_head must be a positive integer"),

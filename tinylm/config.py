@@ -426,6 +426,7 @@ class PipelineConfig:
     preset: str = DEFAULT_MODEL  # model size preset (see `tinylm info`)
     max_steps: int = 1200  # pretraining steps of the default recipe (Muon, 4096 tokens per step, WSD)
     max_train_bytes: int = 0  # tokenize at most this many training bytes; 0 = all
+    repeat_frac: float = 0.0  # share of pretraining windows made copying drills (`tinylm pretrain --repeat_frac`); 0 = off
     sft_steps: int = 600  # instruction-tuning steps after pretraining; 0 = stop after pretraining
     sft_mixture: str = "alpaca:1,instructions:1"  # SFT task mixture (see `tinylm/tasks`)
     ifeval_n: int = 300  # held-out checkable instructions scored for the base and the SFT model
@@ -467,7 +468,7 @@ RANGES: dict[str, dict[str, tuple]] = {
     "ServeConfig": dict(port=(0, 65535), max_batch=POS, max_queue=NONNEG, max_n=POS, max_tokens=NONNEG,
                         max_body_bytes=POS, timeout=(1e-9, None), threads=NONNEG),
     "BpbConfig": dict(context_len=NONNEG, batch_size=POS, max_bytes=NONNEG),
-    "PipelineConfig": dict(vocab_size=(263, None), max_steps=POS, max_train_bytes=NONNEG, sft_steps=NONNEG,
+    "PipelineConfig": dict(repeat_frac=UNIT, vocab_size=(263, None), max_steps=POS, max_train_bytes=NONNEG, sft_steps=NONNEG,
                            ifeval_n=NONNEG, eval_limit=NONNEG, align_steps=NONNEG),
     "SamplingConfig": dict(prompts=NONNEG, samples=(2, None), temperature=(0.0, None), top_k=NONNEG, max_new_tokens=POS),
     "RolloutConfig": dict(prompts=POS, group_size=POS, minibatches=POS, epochs=POS, temperature=(1e-9, None), top_k=NONNEG,

@@ -114,7 +114,7 @@ def run_pipeline(p: C.PipelineConfig) -> None:
                                     max_train_bytes=p.max_train_bytes))
     train = dataclasses.replace(C.PretrainConfig().train, run_dir=str(run), data=str(data), max_steps=p.max_steps,
                                 device=p.device, compile=p.compile, tracker=p.tracker)
-    pretrain.run(C.PretrainConfig(model=C.model_preset(p.preset), train=train), resume=True)
+    pretrain.run(C.PretrainConfig(model=C.model_preset(p.preset), train=train, repeat_frac=p.repeat_frac), resume=True)
     for text in ("gutenberg-children", "tinystories"):
         out = run / f"bpb-{text}.json"
         if _up_to_date(out, run):
