@@ -488,35 +488,3 @@ def test_tasks_run_with_different_limits_share_a_results_file(tmp_path):
     table = compare_markdown([saved])
     assert "0.700 ± 0.050 (n≤5†)" in table and "| 2.600 |" in table
 
-
-# ------------------------------------------------------------------------------ in-context copying
-class WordTok:
-    def encode(self, text):
-        return list(range(len(text.split())))
-
-
-def test_copy_task_scores_the_repeat_against_an_unrelated_context(monkeypatch):
-    from tinylm.eval.tasks import copying
-
-    a, b, long = "Max ran to the park.", "Sue ate a red cake.", " ".join(["word"] * 200)
-    monkeypatch.setattr(copying, "copy_passages", lambda n, sources=copying.SOURCES: [a, b, long][:n])
-    lm = StubLM({(a + "\n\n", a): -1.0, (b + "\n\n", a): -4.0, (b + "\n\n", b): -2.0, (a + "\n\n", b): -4.0},
-                greedy={a: True})
-    lm.tok = WordTok()
-    r = run_task("copy", lm)
-    assert r["n"] == 2 and r["skipped_too_long"] == 1  # two copies of 200 words do not fit in 256 tokens
-    assert r["metrics"]["copy_gain"]["value"] == pytest.approx(((1 - 1 / 4) + (1 - 2 / 4)) / 2)
-    n_bytes = len(a) + len(b)
-    assert r["metrics"]["bits_per_byte_repeat"]["value"] == pytest.approx(3.0 / math.log(2) / n_bytes)
-    assert r["metrics"]["bits_per_byte_control"]["value"] == pytest.approx(8.0 / math.log(2) / n_bytes)
-    assert r["metrics"]["acc"]["value"] == 0.5  # only the first repeat is the greedy continuation
-
-
-def test_copy_passages_are_distinct_validation_openings_of_bounded_length(shared_data):
-    from tinylm.eval.tasks.copying import MAX_WORDS, MIN_WORDS, copy_passages, lead_passage
-
-    assert lead_passage("One. Two three.", min_words=5) is None
-    assert lead_passage("A b c. D e f. G h i.", min_words=2, max_words=7) == "A b c. D e f."
-    ps = copy_passages(20)
-    assert len(ps) == 20 and len(set(ps)) == 20
-    assert all(MIN_WORDS <= len(p.split()) <= MAX_WORDS for p in ps)

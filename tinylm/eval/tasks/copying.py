@@ -26,7 +26,7 @@ import math
 import re
 
 from tinylm.eval.tasks import register
-from tinylm.eval.tasks.base import EvalTask, find_data, mean_metric, point_metric
+from tinylm.eval.tasks.base import EvalTask, TaskDataError, find_data, mean_metric, point_metric
 
 SOURCES = ("tinystories", "gutenberg-children")
 MIN_WORDS, MAX_WORDS = 20, 60
@@ -48,14 +48,18 @@ def lead_passage(doc: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORD
 
 def copy_passages(limit: int, sources=SOURCES) -> list[str]:
     """Up to `limit` distinct passages, taken in turn from each source's validation documents."""
-    from tinylm.data.sources import CORPORA, ReadStats, resolve
+    from tinylm.data.sources import CORPORA, DataError, ReadStats, resolve
     from tinylm.tasks.instructions import gutenberg_passages
 
     streams = []
     for s in sources:
-        if resolve(s).hub is not None:  # no local copy: say where it was expected
+        try:
+            src = resolve(s)
+        except DataError as e:  # a data directory without this corpus: the harness records it and goes on
+            raise TaskDataError(str(e)) from e
+        if src.hub is not None:  # no local copy: say where it was expected
             find_data("copy", CORPORA[s].valid[0], None)
-        docs = resolve(s).documents("valid", ReadStats())
+        docs = src.documents("valid", ReadStats())
         streams.append(iter(gutenberg_passages(docs, 10 * limit)))
     out, seen = [], set()
     while streams and len(out) < limit:
