@@ -53,11 +53,8 @@ def main(base: str, runs: str) -> None:
                      + " | ".join(f"{r['by_kind'].get(k, float('nan')):.2f}" for k in KINDS)
                      + f" | {r['degenerate_rate']:.0%} | {'' if cg is None else f'{cg:.3f}'} |")
     (here / "summary.md").write_text("\n".join(lines) + "\n")
+    (here / "runs.json").write_text(json.dumps(collect_runs(runs), indent=1) + "\n")
     print("\n".join(lines))
-
-
-if __name__ == "__main__":
-    main(*sys.argv[1:3])
 
 
 def collect_runs(runs: Path) -> dict:
@@ -82,5 +79,5 @@ def collect_runs(runs: Path) -> dict:
     return out
 
 
-if __name__ == "__main__" and len(sys.argv) > 2:
-    (Path(__file__).parent / "runs.json").write_text(json.dumps(collect_runs(Path(sys.argv[2])), indent=1) + "\n")
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
